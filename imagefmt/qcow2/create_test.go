@@ -1,0 +1,155 @@
+package qcow2
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+)
+
+func TestCreateEmpty(t *testing.T) {
+	requireQemu(t)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		size int64
+		opts CreateOptions
+	}{
+		{0, CreateOptions{}},
+		{1 << 20, CreateOptions{}},
+		{1000, CreateOptions{ClusterSize: 512}},
+		{64 << 30, CreateOptions{ClusterSize: 512}},
+		{1 << 40, CreateOptions{ClusterSize: 2 << 20, Compression: "zstd"}},
+		{5 << 30, CreateOptions{ClusterSize: 4096, Compression: "zlib"}},
+	} {
+		p := filepath.Join(dir, strconv.FormatInt(tc.size, 10)+"-"+strconv.FormatInt(tc.opts.ClusterSize, 10)+".qcow2")
+		if err := Create(p, tc.size, tc.opts); err != nil {
+			t.Fatal(err)
+		}
+		qemuCheck(t, p)
+	}
+}
+
+func TestCreateRejects(t *testing.T) {
+	dir := t.TempDir()
+	for _, opts := range []CreateOptions{
+		{ClusterSize: 256}, {ClusterSize: 4 << 20}, {ClusterSize: 3000},
+		{Compression: "lz4"}, {BackingFormat: "raw"},
+		{ClusterSize: 512, BackingFile: string(bytes.Repeat([]byte("a"), 600))},
+	} {
+		p := filepath.Join(dir, "x.qcow2")
+		if err := Create(p, 1<<20, opts); err == nil {
+			t.Errorf("Create with %+v succeeded", opts)
+		}
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("Create with %+v left %s behind", opts, p)
+		}
+	}
+	if err := Create(filepath.Join(dir, "big"), 1<<50, CreateOptions{ClusterSize: 512}); err == nil {
+		t.Errorf("Create of 1 PiB with 512 B clusters succeeded")
+	}
+}
+
+// writeImage streams random clusters of every kind through a Writer and
+// returns the raw content the image must read as (no backing file).
+func writeImage(t *testing.T, path string, size int64, opts CreateOptions, seed uint64) []byte {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w, err := NewWriter(f, size, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := w.ClusterSize()
+	want := make([]byte, w.Size())
+	rng := rand.New(rand.NewPCG(seed, 1))
+	comp, err := NewCompressor(opts.Compression, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nvc := (w.Size() + cs - 1) / cs
+	vc := int64(0)
+	for vc < nvc {
+		vc += int64(rng.IntN(3)) // gaps stay unallocated
+		n := min(int64(1+rng.IntN(40)), nvc-vc)
+		if n <= 0 {
+			break
+		}
+		cls := make([]Cluster, n)
+		for i := range cls {
+			data := make([]byte, cs)
+			switch rng.IntN(5) {
+			case 0:
+				cls[i].Kind = ClusterZero
+				continue
+			case 1:
+				cls[i].Kind = ClusterUnallocated
+				continue
+			case 2: // incompressible
+				for j := range data {
+					data[j] = byte(rng.Uint32())
+				}
+			default: // compressible
+				for j := 0; j < len(data); j += 16 {
+					data[j] = byte(rng.IntN(4))
+				}
+				if rng.IntN(4) == 0 {
+					for j := range data {
+						data[j] = 0xff
+					}
+				}
+			}
+			copy(want[(vc+int64(i))*cs:], data)
+			cls[i] = Cluster{Kind: ClusterData, Data: data}
+			if opts.Compression != "" && rng.IntN(4) != 0 {
+				if c, ok := comp.Compress(nil, data); ok {
+					cls[i] = Cluster{Kind: ClusterCompressed, Data: c}
+				}
+			}
+		}
+		if err := w.WriteClusters(vc, cls); err != nil {
+			t.Fatal(err)
+		}
+		vc += n
+	}
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return want
+}
+
+func TestWriterQemu(t *testing.T) {
+	requireQemu(t)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		size int64
+		opts CreateOptions
+	}{
+		{3<<20 + 700, CreateOptions{ClusterSize: 512}},
+		{1 << 20, CreateOptions{ClusterSize: 512, Compression: "zlib"}},
+		{1 << 20, CreateOptions{ClusterSize: 512, Compression: "zstd"}},
+		{20 << 20, CreateOptions{}},
+		{20 << 20, CreateOptions{Compression: "zlib"}},
+		{20 << 20, CreateOptions{Compression: "zstd"}},
+		{24 << 20, CreateOptions{ClusterSize: 2 << 20, Compression: "zstd"}},
+		{24 << 20, CreateOptions{ClusterSize: 2 << 20, Compression: "zlib"}},
+		{8 << 20, CreateOptions{ClusterSize: 4096, Compression: "zstd"}},
+	} {
+		name := strconv.FormatInt(tc.opts.ClusterSize, 10) + "-" + tc.opts.Compression + "-" + strconv.FormatInt(tc.size, 10)
+		t.Run(name, func(t *testing.T) {
+			p := filepath.Join(dir, name+".qcow2")
+			want := writeImage(t, p, tc.size, tc.opts, uint64(tc.size))
+			qemuCheck(t, p)
+			r := filepath.Join(dir, name+".raw")
+			if err := os.WriteFile(r, want, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			qemuCompare(t, p, "qcow2", r, "raw")
+		})
+	}
+}
