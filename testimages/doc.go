@@ -5,6 +5,20 @@
 // $VMMOUNT_TESTIMAGES (default /var/tmp/vmmount-testimages), keyed by name and
 // recipe version, so reruns are fast and concurrent test binaries share them.
 //
+// The pieces:
+//   - RichTree writes the test tree (big and deep directories, every kind of
+//     link, sparse and preallocated files, xattrs, odd names and times,
+//     special files) into any directory; TreeOptions profiles (ExtTree,
+//     NTFSTree, FATTree) leave out what a filesystem cannot hold.
+//   - A Manifest is what a reader shows of a tree: ScanDir makes one from a
+//     host directory (the oracle's mount), ScanFS from a vmmount reader
+//     (fsys.FileSystem), Compare lists their differences, WriteJSON and
+//     ReadJSON cache an oracle next to its image. HostFS is an
+//     fsys.FileSystem over a host directory.
+//   - Recipes build images with their oracles: ExtVariants/BuildExt (ext2/3/4
+//     feature variants), NTFS and FAT images, partitioned Disks and LVM
+//     volume groups, each with the expected volume list.
+//
 // Nothing here is used by the product; tests, benchmarks and `make demo` use
 // it.
 package testimages
