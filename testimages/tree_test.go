@@ -64,7 +64,9 @@ func checkFeatures(t *testing.T, m *Manifest, o TreeOptions) {
 	must("deep"+strings.Repeat("/l00", 0), func(e *Entry) bool { return e.IsDir() }, "a directory")
 	must("files/size-1048583.bin", func(e *Entry) bool { return e.Size == 1<<20+7 && e.SHA256 != "" }, "1 MiB + 7")
 	must("names/"+strings.Repeat("a", 255), func(e *Entry) bool { return !e.IsDir() }, "a 255-byte name")
-	must("times/y2020-ns", func(e *Entry) bool { return e.Mtime.Nanosecond() == 987654300 || e.Mtime.Nanosecond() == 987654321 || o.TimeStep >= time.Second }, "nanoseconds")
+	must("times/y2020-ns", func(e *Entry) bool {
+		return e.Mtime.Nanosecond() == 987654300 || e.Mtime.Nanosecond() == 987654321 || o.TimeStep >= time.Second
+	}, "nanoseconds")
 	if o.MaxTime.After(time.Unix(1<<31, 0)) {
 		must("times/y2038-after", func(e *Entry) bool { return e.Mtime.Equal(time.Unix(1<<31, 0)) }, "after 2038")
 	}
