@@ -108,6 +108,7 @@ same path the FUSE mount shows. ` + "`vmmount info IMAGE`" + ` lists the volumes
 	opts.AddFlags(root)
 	root.AddCommand(
 		newInfoCommand(opts),
+		newConvertCommand(opts),
 	)
 	return root
 }
