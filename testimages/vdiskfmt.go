@@ -67,6 +67,10 @@ type VDiskVariant struct {
 	Name    string // file name of the image, e.g. "sparse.vmdk"
 	Format  string // qemu-img -O
 	Options string // qemu-img -o, may be empty
+	// Build, if set, makes the image instead of `qemu-img convert` (from
+	// the source image src, in dir, possibly from variants built before
+	// it); the oracle is still qemu-img's view of the result.
+	Build func(dir, src, dst string) error
 }
 
 // VDiskImages builds (once, cached) the source image "source.raw" and each
@@ -82,6 +86,15 @@ func VDiskImages(t testing.TB, set, version string, variants []VDiskVariant) str
 		}
 		for _, v := range variants {
 			dst := filepath.Join(dir, v.Name)
+			if v.Build != nil {
+				if err := v.Build(dir, src, dst); err != nil {
+					return fmt.Errorf("%s: %w", v.Name, err)
+				}
+				if err := VDiskOracle(dst, v.Format); err != nil {
+					return err
+				}
+				continue
+			}
 			args := []string{"convert", "-f", "raw", "-O", v.Format}
 			if v.Options != "" {
 				args = append(args, "-o", v.Options)
