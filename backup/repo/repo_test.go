@@ -114,3 +114,37 @@ func TestPolicy(t *testing.T) {
 		}
 	}
 }
+
+func TestBlockHashesRoundTrip(t *testing.T) {
+	h := NewBlockHashes(3*HashBlockSize+100, HashBlockSize)
+	for i := range h.Sums {
+		h.Sums[i] = ZeroSum(h.BlockLen(i))
+	}
+	h.Sums[1][0] = 1
+	p := filepath.Join(t.TempDir(), "vda.hashes")
+	if err := h.Write(p); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadBlockHashes(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Digest() != h.Digest() || len(got.Sums) != 4 || got.BlockLen(3) != 100 {
+		t.Fatalf("round trip differs")
+	}
+	b, _ := os.ReadFile(p)
+	for _, cut := range []int{0, 10, 64, len(b) - 1} {
+		if _, err := decodeBlockHashes(b[:cut]); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("truncated to %d: %v", cut, err)
+		}
+	}
+}
+
+func FuzzBlockHashes(f *testing.F) {
+	f.Add(NewBlockHashes(5*HashBlockSize, HashBlockSize).encode())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if h, err := decodeBlockHashes(b); err == nil {
+			_ = h.Digest()
+		}
+	})
+}
