@@ -1,0 +1,148 @@
+package ext
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vmmount/vmmount/testimages"
+)
+
+// A fixture is an ext image made by mke2fs -d from testimages.RichTree
+// (plus what each variant adds), with the kernel's view of it as the
+// oracle: a manifest scanned over a read-only loop mount, saved next to the
+// image. Images are cached by testimages; bump fixtureVersion when a recipe
+// changes.
+const fixtureVersion = "v1"
+
+type variant struct {
+	name string
+	mkfs string   // mkfs.ext2, mkfs.ext3 or mkfs.ext4
+	args []string // extra mke2fs arguments
+	size int64    // image size
+	// tree adjusts the source tree options.
+	tree func(o *testimages.TreeOptions)
+	// extra adds files to the source tree after RichTree.
+	extra func(src string) error
+	// index runs e2fsck -fyD after mke2fs so directories get htree
+	// indexes (mke2fs -d writes them linear).
+	index bool
+	// post changes the image after mke2fs (through a loop mount, debugfs).
+	post func(img string) error
+	// noMount: the kernel cannot mount it here; no oracle (tested by
+	// other means).
+	noMount bool
+}
+
+var variants = []variant{
+	{name: "ext2-1k", mkfs: "mkfs.ext2", args: []string{"-b", "1024"}, size: 192 << 20, extra: tindFile},
+	{name: "ext3-htree", mkfs: "mkfs.ext3", args: []string{"-b", "4096"}, size: 96 << 20, index: true},
+	{name: "ext4", mkfs: "mkfs.ext4", size: 96 << 20, index: true, post: kernelWrites},
+	{name: "ext4-noextent", mkfs: "mkfs.ext4", args: []string{"-O", "^extent,^flex_bg"}, size: 96 << 20, index: true},
+	{name: "ext4-csumseed-2k", mkfs: "mkfs.ext4", args: []string{"-b", "2048", "-O", "64bit,metadata_csum,metadata_csum_seed"}, size: 96 << 20, index: true},
+	{name: "ext4-inline", mkfs: "mkfs.ext4", args: []string{"-O", "inline_data"}, size: 96 << 20, index: true},
+	{name: "ext4-metabg", mkfs: "mkfs.ext4", args: []string{"-b", "1024", "-O", "meta_bg,^resize_inode"}, size: 96 << 20},
+	{name: "ext4-bigalloc", mkfs: "mkfs.ext4", args: []string{"-O", "bigalloc", "-C", "16384"}, size: 128 << 20},
+	{name: "ext4-128inode-nojournal", mkfs: "mkfs.ext4", args: []string{"-I", "128", "-O", "^has_journal,^metadata_csum"}, size: 96 << 20},
+	{name: "ext4-casefold", mkfs: "mkfs.ext4", args: []string{"-O", "casefold"}, size: 96 << 20, index: true, post: casefoldDir},
+	{name: "ext4-eainode", mkfs: "mkfs.ext4", args: []string{"-O", "ea_inode"}, size: 96 << 20, post: eaInodes},
+	{name: "ext4-64k", mkfs: "mkfs.ext4", args: []string{"-b", "65536"}, size: 256 << 20},
+	{name: "ext4-orphanfile", mkfs: "mkfs.ext4", args: []string{"-O", "orphan_file"}, size: 96 << 20, index: true},
+}
+
+// tindFile adds a sparse file whose data reaches the triple-indirect
+// blocks of a 1 KiB block map (past 12+256+65536 blocks = 64.3 MiB).
+func tindFile(src string) error {
+	f, err := os.Create(filepath.Join(src, "files", "tind-sparse.bin"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, off := range []int64{0, 5 << 10, 300 << 10, 64<<20 + 512<<10, 70 << 20} {
+		if _, err := f.WriteAt([]byte(strings.Repeat(fmt.Sprintf("block at %d;", off), 200)), off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+
+// fixture returns the image path and the oracle manifest of a variant.
+func fixture(t *testing.T, v variant) (string, *testimages.Manifest) {
+	t.Helper()
+	testimages.RequireTools(t, v.mkfs, "e2fsck", "losetup", "mount")
+	testimages.RequireRoot(t)
+	dir := testimages.Get(t, "ext-"+v.name, fixtureVersion, func(dir string) error {
+		return buildVariant(dir, v)
+	})
+	img := filepath.Join(dir, "image")
+	if v.noMount {
+		return img, nil
+	}
+	m, err := testimages.ReadJSON(filepath.Join(dir, "oracle.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img, m
+}
+
+func buildVariant(dir string, v variant) error {
+	src := filepath.Join(dir, "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		return err
+	}
+	defer os.RemoveAll(src)
+	o := testimages.ExtTree()
+	if v.tree != nil {
+		v.tree(&o)
+	}
+	if err := testimages.RichTree(src, o); err != nil {
+		return err
+	}
+	if v.extra != nil {
+		if err := v.extra(src); err != nil {
+			return err
+		}
+	}
+	img := filepath.Join(dir, "image")
+	if err := testimages.Truncate(img, v.size); err != nil {
+		return err
+	}
+	args := append([]string{"-q", "-F", "-L", v.name, "-U", "2d3c8a7e-1b2f-4c5d-9e8f-0a1b2c3d4e5f", "-E", "hash_seed=1f2e3d4c-5b6a-7980-a1b2-c3d4e5f60718"}, v.args...)
+	args = append(args, "-d", src, img)
+	if _, err := testimages.Run(v.mkfs, args...); err != nil {
+		return err
+	}
+	if v.index {
+		// e2fsck exits 1 when it changed something, which -D always does.
+		if _, err := testimages.Run("e2fsck", "-fyD", img); err != nil && !strings.Contains(err.Error(), "exit status 1") {
+			return err
+		}
+	}
+	if v.post != nil {
+		if err := v.post(img); err != nil {
+			return err
+		}
+	}
+	if v.noMount {
+		return nil
+	}
+	return writeOracle(dir, img)
+}
+
+// writeOracle scans the kernel's read-only mount of img into oracle.json.
+func writeOracle(dir, img string) error {
+	mnt, cleanup, err := testimages.LoopMount(img, 0, 0, false, "", "ro")
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	m, err := testimages.ScanDir(mnt)
+	if err != nil {
+		return err
+	}
+	m.Source = "kernel loop mount"
+	return m.WriteJSON(filepath.Join(dir, "oracle.json"))
+}
