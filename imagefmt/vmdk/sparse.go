@@ -139,12 +139,12 @@ func (s *sparseExtent) setup(capSectors int64, grainSectors, gtes, gdSector uint
 	// A COWD directory may be longer than the capacity needs; we read what
 	// the capacity needs, or what it has.
 	gdEntries = min(gdEntries, need)
+	size := s.f.Size()
+	if gdSector > uint64(size)/SectorSize || (size-int64(gdSector)*SectorSize)/4 < gdEntries {
+		return s.errAt(56, gdSector, "grain directory (%d entries) outside the file", gdEntries)
+	}
 	if gdEntries > maxGDEntries {
 		return &vdisk.FormatError{Image: s.name, Off: 12, Msg: "grain directory too large to hold", Val: gdEntries, Err: vdisk.ErrUnsupported}
-	}
-	size := s.f.Size()
-	if gdSector > uint64(size)/SectorSize || size-int64(gdSector)*SectorSize < gdEntries*4 {
-		return s.errAt(56, gdSector, "grain directory (%d entries) outside the file", gdEntries)
 	}
 	s.gdOff = int64(gdSector) * SectorSize
 	raw := make([]byte, gdEntries*4)
