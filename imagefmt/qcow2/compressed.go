@@ -138,7 +138,9 @@ func unzstd(dst, src []byte) error {
 	if err := fh.Decode(src); err == nil && fh.HasFCS && fh.FrameContentSize != uint64(len(dst)) {
 		return fmt.Errorf("%w: zstd frame of %d bytes, want %d", errWrongSize, fh.FrameContentSize, len(dst))
 	}
-	out, err := d.DecodeAll(src, dst[:0])
+	// The full slice expression matters: dst is often a window of the
+	// caller's buffer, and the decoder writes up to cap(dst).
+	out, err := d.DecodeAll(src, dst[:0:len(dst)])
 	if len(out) > 0 && &out[0] != &dst[0] {
 		copy(dst, out) // cannot happen with the cap limit; be safe
 	}

@@ -155,7 +155,7 @@ func (img *Image) classify(entry, bitmap uint64, pos, entryOff int64) (segment, 
 		case !allocated:
 			return segment{kind: segUnallocated, n: rest}, nil
 		}
-		if err := img.checkHost(host, pos-in, entryOff); err != nil {
+		if err := img.checkHost(host, pos, rest, entryOff); err != nil {
 			return segment{}, err
 		}
 		return segment{kind: segData, n: rest, host: host + in, entryOff: entryOff}, nil
@@ -186,7 +186,7 @@ func (img *Image) classify(entry, bitmap uint64, pos, entryOff int64) (segment, 
 	}
 	s := segment{kind: k, n: j*scs - in}
 	if k == segData {
-		if err := img.checkHost(host, pos-in, entryOff); err != nil {
+		if err := img.checkHost(host, pos, s.n, entryOff); err != nil {
 			return segment{}, err
 		}
 		s.host, s.entryOff = host+in, entryOff
@@ -194,26 +194,27 @@ func (img *Image) classify(entry, bitmap uint64, pos, entryOff int64) (segment, 
 	return s, nil
 }
 
-// checkHost validates the host cluster at host that holds the guest
-// cluster at guest: aligned, inside its file (as far as the guest disk
-// reaches: the last cluster of a disk whose size is not a multiple of the
-// cluster size may be short), and not on top of metadata.
-func (img *Image) checkHost(host, guest, entryOff int64) error {
+// checkHost validates the host cluster at host holding the n guest bytes
+// at pos: aligned, the bytes inside their file (only those the guest disk
+// reaches: qemu writes just the allocated subclusters of a cluster, and the
+// last cluster of a disk whose size is not a multiple of the cluster size
+// may be short), and not on top of metadata.
+func (img *Image) checkHost(host, pos, n, entryOff int64) error {
 	cs := img.hdr.ClusterSize
 	if host%cs != 0 {
-		return fmtErr(img.name, entryOff, host, "L2 entry for guest offset %d: host offset not aligned to the cluster size", guest)
+		return fmtErr(img.name, entryOff, host, "L2 entry for guest offset %d: host offset not aligned to the cluster size", pos&^(cs-1))
 	}
-	need := min(cs, img.hdr.VirtualSize-guest)
-	if host > img.dataSize-need {
+	end := host + pos&(cs-1) + min(n, img.hdr.VirtualSize-pos)
+	if end > img.dataSize {
 		what := "image file"
 		if img.data != img.f {
 			what = "external data file " + img.data.Name()
 		}
-		return fmtErr(img.name, entryOff, host, "L2 entry for guest offset %d points past the end of the %s (%d bytes)", guest, what, img.dataSize)
+		return fmtErr(img.name, entryOff, host, "L2 entry for guest offset %d points past the end of the %s (%d bytes)", pos&^(cs-1), what, img.dataSize)
 	}
 	if img.data == img.f {
 		if what := img.metadataAt(host, cs); what != "" {
-			return fmtErr(img.name, entryOff, host, "L2 entry for guest offset %d points into the %s", guest, what)
+			return fmtErr(img.name, entryOff, host, "L2 entry for guest offset %d points into the %s", pos&^(cs-1), what)
 		}
 	}
 	return nil
