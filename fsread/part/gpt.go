@@ -176,4 +176,3 @@ func headerCRC(b []byte) uint32 {
 	c = crc32.Update(c, crc32.IEEETable, []byte{0, 0, 0, 0})
 	return crc32.Update(c, crc32.IEEETable, b[20:])
 }
-

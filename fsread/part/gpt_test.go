@@ -127,8 +127,10 @@ func TestGPTDamage(t *testing.T) {
 			parts:   3,
 		},
 		{
-			name:    "overlapping partitions",
-			spec:    func(s *gptSpec) { s.parts = append(s.parts, gptPart{index: 9, typ: guidLinux, first: 4096, last: 8191}) },
+			name: "overlapping partitions",
+			spec: func(s *gptSpec) {
+				s.parts = append(s.parts, gptPart{index: 9, typ: guidLinux, first: 4096, last: 8191})
+			},
 			warning: "partitions 1 and 10 overlap",
 			parts:   4,
 		},
@@ -144,8 +146,11 @@ func TestGPTDamage(t *testing.T) {
 			parts: 3,
 		},
 		{
-			name:    "entries past 255",
-			spec:    func(s *gptSpec) { s.numEntries = 300; s.parts = append(s.parts, gptPart{index: 280, typ: guidLinux, first: 121000, last: 121100}) },
+			name: "entries past 255",
+			spec: func(s *gptSpec) {
+				s.numEntries = 300
+				s.parts = append(s.parts, gptPart{index: 280, typ: guidLinux, first: 121000, last: 121100})
+			},
 			warning: "past 255",
 			parts:   3,
 		},
