@@ -167,3 +167,57 @@ func (d *testDisk) build() []byte {
 	}
 	return img
 }
+
+// testLogEntry is one log entry for buildLog: zero ranges and 4 KiB pages to
+// write, at 4 KiB-aligned file offsets.
+type testLogEntry struct {
+	zeros [][2]int64 // file offset, length
+	pages map[int64][]byte
+}
+
+// buildLog returns a 1 MiB log region holding entries with sequence numbers
+// from seq on, all in one sequence starting at log offset 0.
+func buildLog(guid GUID, seq uint64, fileSize int64, entries []testLogEntry) []byte {
+	le := binary.LittleEndian
+	log := make([]byte, MiB)
+	pos := int64(0)
+	for i, te := range entries {
+		s := seq + uint64(i)
+		offs := make([]int64, 0, len(te.pages))
+		for o := range te.pages {
+			offs = append(offs, o)
+		}
+		slices.Sort(offs)
+		ndesc := len(te.zeros) + len(offs)
+		descBytes := (LogEntryHeaderSize + int64(ndesc)*LogDescriptorSize + LogSectorSize - 1) / LogSectorSize * LogSectorSize
+		n := descBytes + int64(len(offs))*LogSectorSize
+		e := log[pos : pos+n]
+		h := LogEntryHeader{EntryLength: uint32(n), Tail: 0, SequenceNumber: s, DescriptorCount: uint32(ndesc),
+			LogGUID: guid, FlushedFileOffset: uint64(fileSize), LastFileOffset: uint64(fileSize)}
+		copy(h.Signature[:], LogEntrySignature)
+		h.Encode(e)
+		d := int64(LogEntryHeaderSize)
+		for _, z := range te.zeros {
+			desc := LogDescriptor{LeadingBytes: uint64(z[1]), FileOffset: uint64(z[0]), SequenceNumber: s}
+			copy(desc.Signature[:], ZeroDescSignature)
+			desc.Encode(e[d:])
+			d += LogDescriptorSize
+		}
+		for j, o := range offs {
+			page := te.pages[o]
+			desc := LogDescriptor{TrailingBytes: le.Uint32(page[LogSectorSize-4:]), LeadingBytes: le.Uint64(page),
+				FileOffset: uint64(o), SequenceNumber: s}
+			copy(desc.Signature[:], DataDescSignature)
+			desc.Encode(e[d:])
+			d += LogDescriptorSize
+			sec := e[descBytes+int64(j)*LogSectorSize:]
+			copy(sec, DataSecSignature)
+			le.PutUint32(sec[4:], uint32(s>>32))
+			copy(sec[8:LogSectorSize-4], page[8:LogSectorSize-4])
+			le.PutUint32(sec[LogSectorSize-4:], uint32(s))
+		}
+		le.PutUint32(e[4:], Checksum(e, 4))
+		pos += n
+	}
+	return log
+}
