@@ -164,7 +164,9 @@ func (img *Image) applyEntry(ov *overlay, e logEntry, logOff int64) error {
 // overlay is the file as the replayed log leaves it: 4 KiB pages written by
 // data descriptors, ranges zeroed by zero descriptors, the file elsewhere.
 type overlay struct {
-	base  interface{ ReadAt([]byte, int64) (int, error) }
+	base interface {
+		ReadAt([]byte, int64) (int, error)
+	}
 	file  interface{ Close() error }
 	name  string
 	size  int64
