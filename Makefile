@@ -22,7 +22,9 @@ vet:
 	$(GO) vet ./...
 
 # Installs what the tests need, then runs every test (fuzz seeds included).
+# libvirt-up.sh starts the libvirtd (QEMU driver) the backup/restore tests use.
 test: setup build
+	./scripts/libvirt-up.sh
 	$(GO) vet ./...
 	$(GO) test $(TESTFLAGS) ./...
 
