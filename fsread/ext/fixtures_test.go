@@ -31,25 +31,39 @@ type variant struct {
 	index bool
 	// post changes the image after mke2fs (through a loop mount, debugfs).
 	post func(img string) error
-	// noMount: the kernel cannot mount it here; no oracle (tested by
-	// other means).
-	noMount bool
+	// sourceOracle: the kernel cannot mount it here (64 KiB blocks on
+	// 4 KiB pages), so the oracle is the source tree, compared on what
+	// mke2fs -d copies.
+	sourceOracle bool
+	// noOracle: tested by its own test (casefold: this kernel lacks
+	// CONFIG_UNICODE).
+	noOracle bool
+	// crash makes the image a copy taken while the kernel had it mounted
+	// read-write with committed but not checkpointed transactions, so its
+	// journal needs recovery; the kernel oracle mounts another copy,
+	// replaying it.
+	crash func(mnt string) error
+	// rev is appended to fixtureVersion: bump it when only this
+	// variant's recipe changes.
+	rev string
 }
 
 var variants = []variant{
 	{name: "ext2-1k", mkfs: "mkfs.ext2", args: []string{"-b", "1024"}, size: 192 << 20, extra: tindFile},
 	{name: "ext3-htree", mkfs: "mkfs.ext3", args: []string{"-b", "4096"}, size: 96 << 20, index: true},
 	{name: "ext4", mkfs: "mkfs.ext4", size: 96 << 20, index: true, post: kernelWrites},
-	{name: "ext4-noextent", mkfs: "mkfs.ext4", args: []string{"-O", "^extent,^flex_bg"}, size: 96 << 20, index: true},
+	{name: "ext4-noextent", mkfs: "mkfs.ext4", args: []string{"-O", "^extent,^flex_bg,^64bit"}, size: 96 << 20, index: true},
 	{name: "ext4-csumseed-2k", mkfs: "mkfs.ext4", args: []string{"-b", "2048", "-O", "64bit,metadata_csum,metadata_csum_seed"}, size: 96 << 20, index: true},
 	{name: "ext4-inline", mkfs: "mkfs.ext4", args: []string{"-O", "inline_data"}, size: 96 << 20, index: true},
 	{name: "ext4-metabg", mkfs: "mkfs.ext4", args: []string{"-b", "1024", "-O", "meta_bg,^resize_inode"}, size: 96 << 20},
 	{name: "ext4-bigalloc", mkfs: "mkfs.ext4", args: []string{"-O", "bigalloc", "-C", "16384"}, size: 128 << 20},
 	{name: "ext4-128inode-nojournal", mkfs: "mkfs.ext4", args: []string{"-I", "128", "-O", "^has_journal,^metadata_csum"}, size: 96 << 20},
-	{name: "ext4-casefold", mkfs: "mkfs.ext4", args: []string{"-O", "casefold"}, size: 96 << 20, index: true, post: casefoldDir},
+	{name: "ext4-casefold", mkfs: "mkfs.ext4", args: []string{"-O", "casefold"}, size: 96 << 20, post: casefoldDir, noOracle: true, rev: "a"},
 	{name: "ext4-eainode", mkfs: "mkfs.ext4", args: []string{"-O", "ea_inode"}, size: 96 << 20, post: eaInodes},
-	{name: "ext4-64k", mkfs: "mkfs.ext4", args: []string{"-b", "65536"}, size: 256 << 20},
+	{name: "ext4-64k", mkfs: "mkfs.ext4", args: []string{"-b", "65536", "-N", "16384"}, size: 512 << 20, sourceOracle: true},
 	{name: "ext4-orphanfile", mkfs: "mkfs.ext4", args: []string{"-O", "orphan_file"}, size: 96 << 20, index: true},
+	{name: "ext4-journal", mkfs: "mkfs.ext4", size: 128 << 20, crash: crashSession},
+	{name: "ext3-journal", mkfs: "mkfs.ext3", args: []string{"-b", "1024"}, size: 128 << 20, crash: crashSession},
 }
 
 // tindFile adds a sparse file whose data reaches the triple-indirect
@@ -68,17 +82,16 @@ func tindFile(src string) error {
 	return nil
 }
 
-
 // fixture returns the image path and the oracle manifest of a variant.
 func fixture(t *testing.T, v variant) (string, *testimages.Manifest) {
 	t.Helper()
 	testimages.RequireTools(t, v.mkfs, "e2fsck", "losetup", "mount")
 	testimages.RequireRoot(t)
-	dir := testimages.Get(t, "ext-"+v.name, fixtureVersion, func(dir string) error {
+	dir := testimages.Get(t, "ext-"+v.name, fixtureVersion+v.rev, func(dir string) error {
 		return buildVariant(dir, v)
 	})
 	img := filepath.Join(dir, "image")
-	if v.noMount {
+	if v.noOracle {
 		return img, nil
 	}
 	m, err := testimages.ReadJSON(filepath.Join(dir, "oracle.json"))
@@ -106,6 +119,16 @@ func buildVariant(dir string, v variant) error {
 			return err
 		}
 	}
+	if v.sourceOracle {
+		m, err := testimages.ScanDir(src)
+		if err != nil {
+			return err
+		}
+		m.Source = "source tree"
+		if err := m.WriteJSON(filepath.Join(dir, "oracle.json")); err != nil {
+			return err
+		}
+	}
 	img := filepath.Join(dir, "image")
 	if err := testimages.Truncate(img, v.size); err != nil {
 		return err
@@ -126,15 +149,35 @@ func buildVariant(dir string, v variant) error {
 			return err
 		}
 	}
-	if v.noMount {
+	if v.crash != nil {
+		if err := crashCopy(img, v.crash); err != nil {
+			return err
+		}
+	}
+	if v.noOracle || v.sourceOracle {
 		return nil
+	}
+	if v.crash != nil {
+		// Mounting replays the journal into the image: do it on a copy.
+		tmp := filepath.Join(dir, "replayed")
+		if _, err := testimages.Run("cp", "--sparse=always", img, tmp); err != nil {
+			return err
+		}
+		defer os.Remove(tmp)
+		return writeOracleRW(dir, tmp)
 	}
 	return writeOracle(dir, img)
 }
 
 // writeOracle scans the kernel's read-only mount of img into oracle.json.
-func writeOracle(dir, img string) error {
-	mnt, cleanup, err := testimages.LoopMount(img, 0, 0, false, "", "ro")
+func writeOracle(dir, img string) error { return scanMount(dir, img, false) }
+
+// writeOracleRW mounts read-only on a writable loop device, so the kernel
+// can replay the journal.
+func writeOracleRW(dir, img string) error { return scanMount(dir, img, true) }
+
+func scanMount(dir, img string, writableDev bool) error {
+	mnt, cleanup, err := testimages.LoopMount(img, 0, 0, writableDev, "", "ro")
 	if err != nil {
 		return err
 	}

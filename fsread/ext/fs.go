@@ -42,6 +42,7 @@ const (
 // FS is an open ext2/3/4 filesystem. It is safe for concurrent use.
 type FS struct {
 	label string // "ext4 p1": the volume in errors
+	name  string // Options.Name
 	dev   *device
 	sb    *disklayout.Superblock
 	cache *blockCache
@@ -82,10 +83,8 @@ var _ fsys.FileSystem = (*FS)(nil)
 // When the journal needs recovery it is replayed into memory first (unless
 // opts.NoJournalReplay). r must stay readable until Close.
 func Open(r io.ReaderAt, size int64, opts Options) (*FS, error) {
-	f := &FS{dev: &device{r: r, size: size}, label: "ext " + opts.Name}
-	if opts.Name == "" {
-		f.label = "ext"
-	}
+	f := &FS{dev: &device{r: r, size: size}, name: opts.Name}
+	f.setLabel("ext")
 	if err := f.loadSuper(); err != nil {
 		return nil, err
 	}
@@ -249,7 +248,7 @@ func (f *FS) useSuper(sb *disklayout.Superblock) error {
 	f.casefold = sb.HasIncompat(disklayout.IncompatCasefold)
 	f.strictFold = sb.EncodingFlags&disklayout.EncodingStrict != 0
 	f.fsType = fsTypeOf(sb)
-	f.label = f.fsType + strings.TrimPrefix(f.label, "ext")
+	f.setLabel(f.fsType)
 	if f.gdtBase == 0 {
 		// The descriptor table follows the primary superblock's block.
 		f.gdtBase = f.firstData + 1
@@ -359,6 +358,13 @@ func (f *FS) loadGroups() error {
 	}
 	f.groups = groups
 	return nil
+}
+
+func (f *FS) setLabel(typ string) {
+	f.label = typ
+	if f.name != "" {
+		f.label += " " + f.name
+	}
 }
 
 func (f *FS) warn(s string) {

@@ -138,6 +138,11 @@ func (f *FS) stat(n *inode) *fsys.Stat {
 			blocks *= int64(f.bs / 512)
 		}
 	}
+	if n.flag(disklayout.FlagInlineData) && n.ftype() == fsys.S_IFREG {
+		// ext4_file_getattr reports inline data as sectors, so tools do
+		// not take the file for entirely sparse (regular files only).
+		blocks += (n.size + 511) >> 9
+	}
 	st.Blocks = blocks
 	switch n.ftype() {
 	case fsys.S_IFCHR, fsys.S_IFBLK:
