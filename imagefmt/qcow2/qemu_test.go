@@ -4,14 +4,19 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
 // qemuCheck fails the test unless `qemu-img check` finds the image clean:
 // no corruption, no leaked cluster, nothing it could not check.
-func qemuCheck(t testing.TB, path string) {
+func qemuCheck(t testing.TB, path string, extra ...string) {
 	t.Helper()
-	out, err := exec.Command("qemu-img", "check", "--output=json", "-f", "qcow2", path).Output()
+	args := append(append([]string{"check", "--output=json", "-f", "qcow2"}, extra...), path)
+	cmd := exec.Command("qemu-img", args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	var res struct {
 		Corruptions     int `json:"corruptions"`
 		Leaks           int `json:"leaks"`
@@ -22,10 +27,10 @@ func qemuCheck(t testing.TB, path string) {
 		CompressedClust int `json:"compressed-clusters"`
 	}
 	if jerr := json.Unmarshal(out, &res); jerr != nil {
-		t.Fatalf("qemu-img check %s: %v (%v): %s", path, err, jerr, out)
+		t.Fatalf("qemu-img check %s: %v (%v): %s%s", path, err, jerr, out, stderr.String())
 	}
 	if err != nil || res.Corruptions != 0 || res.Leaks != 0 || res.CheckErrors != 0 {
-		human, _ := exec.Command("qemu-img", "check", "-f", "qcow2", path).CombinedOutput()
+		human, _ := exec.Command("qemu-img", append(append([]string{"check", "-f", "qcow2"}, extra...), path)...).CombinedOutput()
 		t.Fatalf("qemu-img check %s: %v\n%s", path, err, human)
 	}
 }
