@@ -121,8 +121,8 @@ func (f *FS) loadSuper() error {
 	} else if sb, why := f.checkSuper(raw, -1); why == "" {
 		return f.useSuper(sb)
 	} else if why == "bad magic" {
-		// Not ext at all: do not go looking for backups of nothing.
-		return f.corrupt(0, disklayout.SuperblockOffset, "no ext2/3/4 superblock (bad magic)")
+		// Not ext, or a primary superblock wiped out: the backups tell.
+		primaryErr = f.corrupt(0, disklayout.SuperblockOffset, "no ext2/3/4 superblock (bad magic)")
 	} else {
 		primaryErr = f.corrupt(0, disklayout.SuperblockOffset, "superblock: %s", why)
 	}
