@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // Fixtures for the VMDK, VHD and VHDX readers: one source raw image with a
@@ -232,4 +233,59 @@ func CheckVDiskDataMap(t testing.TB, got []VDiskExtent, mapPath string) {
 	if fmt.Sprint(have) != fmt.Sprint(want) {
 		t.Errorf("data ranges differ from qemu-img map:\n got %v\nwant %v", have, want)
 	}
+}
+
+// VDiskBenchSize is the virtual size of the read benchmark images.
+const VDiskBenchSize = 1 << 30
+
+// VDiskBenchImage builds (once, cached) a 1 GiB image for read benchmarks:
+// every other MiB holds data, the rest is a hole, converted by qemu-img to
+// format with options. It returns the image's path.
+func VDiskBenchImage(t testing.TB, name, format, options string) string {
+	t.Helper()
+	RequireTools(t, "qemu-img")
+	dir := Get(t, "vdisk-bench-"+name, "v1", func(dir string) error {
+		src := filepath.Join(dir, "source.raw")
+		f, err := os.Create(src)
+		if err != nil {
+			return err
+		}
+		buf := make([]byte, 1<<20)
+		for i := range buf {
+			buf[i] = VDiskPatternByte(int64(i))
+		}
+		for off := int64(0); off < VDiskBenchSize; off += 2 << 20 {
+			copy(buf, fmt.Sprintf("MiB %d", off>>20))
+			if _, err := f.WriteAt(buf, off); err != nil {
+				f.Close()
+				return err
+			}
+		}
+		if err := f.Truncate(VDiskBenchSize); err != nil {
+			f.Close()
+			return err
+		}
+		f.Close()
+		args := []string{"convert", "-f", "raw", "-O", format}
+		if options != "" {
+			args = append(args, "-o", options)
+		}
+		if _, err := Run("qemu-img", append(args, src, filepath.Join(dir, "image"))...); err != nil {
+			return err
+		}
+		return os.Remove(src)
+	})
+	return filepath.Join(dir, "image")
+}
+
+// QemuBenchRead times `qemu-img bench` reading the whole image sequentially
+// in 4 MiB requests, the peer of a sequential read benchmark.
+func QemuBenchRead(t testing.TB, path, format string, size int64) time.Duration {
+	t.Helper()
+	const req = 4 << 20
+	start := time.Now()
+	if _, err := Run("qemu-img", "bench", "-f", format, "-c", fmt.Sprint(size/req), "-s", fmt.Sprint(req), "-d", "1", path); err != nil {
+		t.Fatal(err)
+	}
+	return time.Since(start)
 }

@@ -2,11 +2,12 @@ package vmdk
 
 import (
 	"bytes"
-	"compress/zlib"
-	"encoding/binary"
+		"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/klauspost/compress/zlib"
 
 	"github.com/vmmount/vmmount/imagefmt/internal/runs"
 	"github.com/vmmount/vmmount/imagefmt/vdisk"
@@ -229,6 +230,11 @@ func (s *sparseExtent) mapAt(rel int64) (runs.Run, error) {
 		return runs.Run{Kind: runs.Data, Len: s.grainSize - in, File: s.f, Off: off + in}, nil
 	}
 	return runs.Run{Kind: runs.Decoded, Len: s.grainSize - in, Read: func(p []byte, skip int64) error {
+		if in+skip == 0 && int64(len(p)) == s.grainSize {
+			// A whole grain (sequential reads, copies): inflate in place
+			// and leave the cache to partial reads.
+			return s.inflateInto(p, grain, off)
+		}
 		g, err := s.inflate(grain, off)
 		if err != nil {
 			return err
@@ -243,57 +249,66 @@ type grainKey struct {
 	grain int64
 }
 
-// inflate returns the decompressed grain stored at off (spec "Compressed
-// Grains": a grain marker with the compressed length, then deflate data in
-// a zlib stream).
+// inflate returns the decompressed grain stored at off, through the cache.
 func (s *sparseExtent) inflate(grain, off int64) ([]byte, error) {
 	key := grainKey{s.index, grain}
 	if g, ok := s.img.grainCache.Get(key); ok {
 		return g, nil
 	}
+	g := make([]byte, s.grainSize)
+	if err := s.inflateInto(g, grain, off); err != nil {
+		return nil, err
+	}
+	s.img.grainCache.Put(key, g)
+	return g, nil
+}
+
+// inflateInto decompresses the grain stored at off into g (grainSize bytes)
+// (spec "Compressed Grains": a grain marker with the compressed length, then
+// deflate data in a zlib stream).
+func (s *sparseExtent) inflateInto(g []byte, grain, off int64) error {
 	fsize := s.f.Size()
 	var data []byte
 	if s.markers {
 		var m [GrainMarkerSize]byte
 		if _, err := s.f.ReadAt(m[:], off); err != nil {
-			return nil, fmt.Errorf("%s: reading grain marker at %d: %w", s.name, off, err)
+			return fmt.Errorf("%s: reading grain marker at %d: %w", s.name, off, err)
 		}
 		n := int64(binary.LittleEndian.Uint32(m[8:]))
 		if n == 0 || n > 2*s.grainSize || off+GrainMarkerSize+n > fsize {
-			return nil, s.errAt(off, n, "bad compressed grain length")
+			return s.errAt(off, n, "bad compressed grain length")
 		}
 		data = make([]byte, n)
 		if _, err := s.f.ReadAt(data, off+GrainMarkerSize); err != nil {
-			return nil, fmt.Errorf("%s: reading compressed grain at %d: %w", s.name, off, err)
+			return fmt.Errorf("%s: reading compressed grain at %d: %w", s.name, off, err)
 		}
 	} else {
 		data = make([]byte, min(2*s.grainSize, fsize-off))
-		if n, err := s.f.ReadAt(data, off); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: reading compressed grain at %d: %w", s.name, off, err)
-		} else {
-			data = data[:n]
+		n, err := s.f.ReadAt(data, off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s: reading compressed grain at %d: %w", s.name, off, err)
 		}
+		data = data[:n]
 	}
 	zr, err := zlib.NewReader(bytes.NewReader(data))
 	if err != nil {
-		return nil, s.errAt(off, nil, "compressed grain %d: %v", grain, err)
+		return s.errAt(off, nil, "compressed grain %d: %v", grain, err)
 	}
-	g := make([]byte, s.grainSize)
 	n, err := io.ReadFull(zr, g)
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-		return nil, s.errAt(off, nil, "compressed grain %d: %v", grain, err)
+		return s.errAt(off, nil, "compressed grain %d: %v", grain, err)
 	}
 	// The last grain may be short (qemu compresses only the bytes inside
 	// the capacity); anything the disk can read must be there.
 	if want := min(s.grainSize, s.capacity-grain*s.grainSize); int64(n) < want {
-		return nil, s.errAt(off, n, "compressed grain %d inflates to %d bytes, want %d", grain, n, want)
+		return s.errAt(off, n, "compressed grain %d inflates to %d bytes, want %d", grain, n, want)
 	}
 	if n == len(g) {
 		var one [1]byte
 		if m, _ := zr.Read(one[:]); m > 0 {
-			return nil, s.errAt(off, nil, "compressed grain %d inflates to more than %d bytes", grain, s.grainSize)
+			return s.errAt(off, nil, "compressed grain %d inflates to more than %d bytes", grain, s.grainSize)
 		}
 	}
-	s.img.grainCache.Put(key, g)
-	return g, nil
+	clear(g[n:])
+	return nil
 }

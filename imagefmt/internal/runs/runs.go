@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/vmmount/vmmount/imagefmt/vdisk"
 )
@@ -115,6 +118,7 @@ func (pd *pending) flush() error {
 
 func (l *Layer) read(p []byte, off int64) error {
 	var pd pending
+	var decode []func() error // Decoded runs, run in parallel at the end
 	pos := int64(0)
 	for pos < int64(len(p)) {
 		vo := off + pos
@@ -150,15 +154,49 @@ func (l *Layer) read(p []byte, off int64) error {
 				return err
 			}
 		case Decoded:
-			if err := r.Read(chunk, 0); err != nil {
-				return err
-			}
+			read := r.Read
+			decode = append(decode, func() error { return read(chunk, 0) })
 		default:
 			return fmt.Errorf("%s: internal error: run kind %d", l.Name, r.Kind)
 		}
 		pos += n
 	}
-	return pd.flush()
+	if err := pd.flush(); err != nil {
+		return err
+	}
+	return parallel(decode)
+}
+
+// parallel runs jobs on up to GOMAXPROCS goroutines: decoding compressed
+// grains is CPU-bound, and a large read holds many.
+func parallel(jobs []func() error) error {
+	if len(jobs) <= 1 {
+		for _, j := range jobs {
+			if err := j(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(jobs))
+	errs := make([]error, len(jobs))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(jobs) {
+					return
+				}
+				errs[i] = jobs[i]()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // readBacking reads from the backing image; past its end (a smaller parent)
