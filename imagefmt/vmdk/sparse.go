@@ -2,7 +2,7 @@ package vmdk
 
 import (
 	"bytes"
-		"encoding/binary"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
