@@ -63,7 +63,7 @@ var NTFSTools = []string{"mkntfs", "ntfs-3g"}
 
 // NTFS xattr names of ntfs-3g (ntfs-3g's README of extended attributes).
 const (
-	XattrNTFSAttrib  = "system.ntfs_attrib_be"   // file attribute flags, 4 bytes big endian
+	XattrNTFSAttrib  = "system.ntfs_attrib_be"    // file attribute flags, 4 bytes big endian
 	XattrNTFSReparse = "system.ntfs_reparse_data" // raw reparse point
 	xattrNTFSTimes   = "system.ntfs_times"        // creation, write, access, MFT change: 4 x le64
 )
