@@ -1,0 +1,333 @@
+package mount
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+	"sync"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/vmmount/vmmount/fsread/fsys"
+)
+
+// guestFS is one opened guest filesystem in the mount.
+type guestFS struct {
+	srv  *Server
+	fs   fsys.FileSystem
+	id   uint64 // volume number, the high bits of inode numbers
+	name string
+}
+
+// inoBits is how many low bits of a mount inode number are the guest's own
+// inode number; the bits above hold the volume number.
+const inoBits = 40
+
+func (g *guestFS) fuseIno(ino uint64) uint64 {
+	if ino < 1<<inoBits {
+		return g.id<<inoBits | ino
+	}
+	return g.srv.bigIno(g.id, ino)
+}
+
+// volState opens a Volume once.
+type volState struct {
+	v    *Volume
+	once sync.Once
+	g    *guestFS
+	err  error
+}
+
+// guestNode is a directory, file, symlink or special file of a guest
+// filesystem. The root of a volume has vol set and opens it on first use.
+type guestNode struct {
+	gofs.Inode
+	srv  *Server
+	vol  *volState // set on a volume's root only
+	g    *guestFS  // set on every other node
+	ino  uint64    // guest inode (0 on a volume root until opened)
+	fino uint64    // inode number in the mount
+}
+
+var (
+	_ gofs.NodeLookuper    = (*guestNode)(nil)
+	_ gofs.NodeReaddirer   = (*guestNode)(nil)
+	_ gofs.NodeGetattrer   = (*guestNode)(nil)
+	_ gofs.NodeOpener      = (*guestNode)(nil)
+	_ gofs.NodeReader      = (*guestNode)(nil)
+	_ gofs.NodeReadlinker  = (*guestNode)(nil)
+	_ gofs.NodeGetxattrer  = (*guestNode)(nil)
+	_ gofs.NodeListxattrer = (*guestNode)(nil)
+	_ gofs.NodeStatfser    = (*guestNode)(nil)
+)
+
+// guest returns the node's filesystem and guest inode, opening the volume
+// on a volume root.
+func (n *guestNode) guest() (*guestFS, uint64, error) {
+	if n.vol == nil {
+		return n.g, n.ino, nil
+	}
+	s := n.vol
+	s.once.Do(func() {
+		f, err := s.v.Open()
+		if err != nil {
+			s.err = err
+			n.srv.report(s.v.Name, fmt.Errorf("volume %s: %w", s.v.Name, err))
+			return
+		}
+		s.g = &guestFS{srv: n.srv, fs: f, id: n.srv.nextVolID(), name: s.v.Name}
+		n.srv.addFS(f)
+	})
+	if s.err != nil {
+		return nil, 0, s.err
+	}
+	return s.g, s.g.fs.Root(), nil
+}
+
+func (n *guestNode) path() string { return "/" + n.Path(nil) }
+
+// fail turns an error into an errno, reporting it once per path unless it
+// is an ordinary answer.
+func (n *guestNode) fail(what string, err error) syscall.Errno {
+	if !isQuiet(err) {
+		n.srv.report(n.path(), fmt.Errorf("%s: %w", what, err))
+	}
+	return toErrno(err)
+}
+
+func (n *guestNode) errorText() []byte {
+	return []byte(fmt.Sprintf("vmmount could not open volume %s:\n%v\n", n.vol.v.Name, n.vol.err))
+}
+
+func (n *guestNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.SetTimeout(timeout)
+	g, ino, err := n.guest()
+	if err != nil {
+		synthAttr(&out.Attr, fsys.S_IFDIR|0o555, 0, n.srv.mtime, n.fino)
+		return 0
+	}
+	st, err := g.fs.Stat(ino)
+	if err != nil {
+		return n.fail("stat", err)
+	}
+	fillAttr(&out.Attr, st, n.fino)
+	return 0
+}
+
+func (n *guestNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	g, dir, err := n.guest()
+	if err != nil {
+		if name != ErrorFileName {
+			return nil, syscall.ENOENT
+		}
+		data := n.errorText()
+		t, ino := n.srv.newNode(&Text{Data: data, Mtime: n.srv.mtime})
+		synthAttr(&out.Attr, fsys.S_IFREG|0o444, int64(len(data)), n.srv.mtime, ino)
+		entryTimeouts(out)
+		return n.NewInode(ctx, t, gofs.StableAttr{Mode: fsys.S_IFREG, Ino: ino}), 0
+	}
+	ino, err := g.fs.Lookup(dir, name)
+	if err != nil {
+		return nil, n.fail("lookup "+name, err)
+	}
+	st, err := g.fs.Stat(ino)
+	if err != nil {
+		return nil, n.fail("stat "+name, err)
+	}
+	fino := g.fuseIno(ino)
+	fillAttr(&out.Attr, st, fino)
+	entryTimeouts(out)
+	child := &guestNode{srv: n.srv, g: g, ino: ino, fino: fino}
+	return n.NewInode(ctx, child, gofs.StableAttr{Mode: st.Mode & fsys.S_IFMT, Ino: fino}), 0
+}
+
+func (n *guestNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	g, dir, err := n.guest()
+	if err != nil {
+		return gofs.NewListDirStream([]fuse.DirEntry{{Name: ErrorFileName, Mode: fsys.S_IFREG}}), 0
+	}
+	ents, err := g.fs.ReadDir(dir)
+	if err != nil {
+		return nil, n.fail("readdir", err)
+	}
+	out := make([]fuse.DirEntry, 0, len(ents))
+	for _, e := range ents {
+		if e.Name == "" || e.Name == "." || e.Name == ".." || strings.ContainsAny(e.Name, "/\x00") {
+			n.srv.report(n.path(), fmt.Errorf("entry %q (inode %d) has a name no path can hold; not shown", e.Name, e.Ino))
+			continue
+		}
+		out = append(out, fuse.DirEntry{Name: e.Name, Ino: g.fuseIno(e.Ino), Mode: typeBits(e.Type)})
+	}
+	return gofs.NewListDirStream(out), 0
+}
+
+func typeBits(t fs.FileMode) uint32 {
+	switch {
+	case t&fs.ModeDir != 0:
+		return fsys.S_IFDIR
+	case t&fs.ModeSymlink != 0:
+		return fsys.S_IFLNK
+	case t&fs.ModeNamedPipe != 0:
+		return fsys.S_IFIFO
+	case t&fs.ModeSocket != 0:
+		return fsys.S_IFSOCK
+	case t&fs.ModeCharDevice != 0:
+		return fsys.S_IFCHR
+	case t&fs.ModeDevice != 0:
+		return fsys.S_IFBLK
+	}
+	return fsys.S_IFREG
+}
+
+// fileHandle is an open guest file.
+type fileHandle struct {
+	f fsys.File
+}
+
+func (n *guestNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	g, ino, err := n.guest()
+	if err != nil {
+		return nil, 0, syscall.EISDIR
+	}
+	f, err := g.fs.Open(ino)
+	if err != nil {
+		return nil, 0, n.fail("open", err)
+	}
+	return &fileHandle{f: f}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+func (n *guestNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	h, ok := fh.(*fileHandle)
+	if !ok {
+		return nil, syscall.EBADF
+	}
+	k, err := h.f.ReadAt(dest, off)
+	if err != nil && err != io.EOF {
+		return nil, n.fail(fmt.Sprintf("read at %d", off), err)
+	}
+	return fuse.ReadResultData(dest[:k]), 0
+}
+
+func (n *guestNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	g, ino, err := n.guest()
+	if err != nil {
+		return nil, syscall.EINVAL
+	}
+	t, err := g.fs.Readlink(ino)
+	if err != nil {
+		return nil, n.fail("readlink", err)
+	}
+	return []byte(t), 0
+}
+
+func (n *guestNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	g, ino, err := n.guest()
+	if err != nil {
+		return 0, syscall.ENODATA
+	}
+	v, err := g.fs.Xattr(ino, attr)
+	if err != nil {
+		return 0, n.fail("getxattr "+attr, err)
+	}
+	if len(dest) == 0 {
+		return uint32(len(v)), 0
+	}
+	if len(dest) < len(v) {
+		return uint32(len(v)), syscall.ERANGE
+	}
+	return uint32(copy(dest, v)), 0
+}
+
+func (n *guestNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	g, ino, err := n.guest()
+	if err != nil {
+		return 0, 0
+	}
+	names, err := g.fs.Xattrs(ino)
+	if err != nil {
+		return 0, n.fail("listxattr", err)
+	}
+	var b []byte
+	for _, nm := range names {
+		b = append(append(b, nm...), 0)
+	}
+	if len(dest) == 0 {
+		return uint32(len(b)), 0
+	}
+	if len(dest) < len(b) {
+		return uint32(len(b)), syscall.ERANGE
+	}
+	return uint32(copy(dest, b)), 0
+}
+
+func (n *guestNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	g, _, err := n.guest()
+	if err != nil {
+		return 0
+	}
+	in := g.fs.Info()
+	out.Bsize = uint32(in.BlockSize)
+	out.Frsize = uint32(in.BlockSize)
+	out.Blocks = in.Blocks
+	out.Bfree = in.FreeBlocks
+	out.Bavail = in.FreeBlocks
+	out.Files = in.Files
+	out.Ffree = in.FreeFiles
+	out.NameLen = uint32(in.NameMax)
+	return 0
+}
+
+var _ gofs.NodeStatxer = (*guestNode)(nil)
+
+// Statx adds what getattr cannot carry: the birth time (ext4 crtime, NTFS
+// creation time), asked for by `stat` and statx(2).
+func (n *guestNode) Statx(ctx context.Context, fh gofs.FileHandle, flags uint32, mask uint32, out *fuse.StatxOut) syscall.Errno {
+	out.SetTimeout(timeout)
+	g, ino, err := n.guest()
+	if err != nil {
+		var a fuse.Attr
+		synthAttr(&a, fsys.S_IFDIR|0o555, 0, n.srv.mtime, n.fino)
+		statxFromAttr(&out.Statx, &a)
+		return 0
+	}
+	st, err := g.fs.Stat(ino)
+	if err != nil {
+		return n.fail("stat", err)
+	}
+	var a fuse.Attr
+	fillAttr(&a, st, n.fino)
+	statxFromAttr(&out.Statx, &a)
+	out.RdevMajor, out.RdevMinor = devMajor(st.Rdev), devMinor(st.Rdev)
+	if !st.Btime.IsZero() {
+		out.Mask |= unix.STATX_BTIME
+		out.Btime.Sec = uint64(st.Btime.Unix())
+		out.Btime.Nsec = uint32(st.Btime.Nanosecond())
+	}
+	return 0
+}
+
+func statxFromAttr(out *fuse.Statx, a *fuse.Attr) {
+	out.Mask = unix.STATX_BASIC_STATS
+	out.Blksize = a.Blksize
+	out.Nlink = a.Nlink
+	out.Uid, out.Gid = a.Uid, a.Gid
+	out.Mode = uint16(a.Mode)
+	out.Ino = a.Ino
+	out.Size = a.Size
+	out.Blocks = a.Blocks
+	out.Atime = fuse.SxTime{Sec: a.Atime, Nsec: a.Atimensec}
+	out.Mtime = fuse.SxTime{Sec: a.Mtime, Nsec: a.Mtimensec}
+	out.Ctime = fuse.SxTime{Sec: a.Ctime, Nsec: a.Ctimensec}
+}
+
+// Linux dev_t halves (new_encode_dev layout, as fsys.Stat.Rdev holds).
+func devMajor(d uint64) uint32 { return uint32((d >> 8) & 0xfff) }
+func devMinor(d uint64) uint32 { return uint32((d & 0xff) | ((d >> 12) & 0xfff00)) }

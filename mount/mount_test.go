@@ -1,0 +1,159 @@
+package mount
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vmmount/vmmount/fsread/fsys"
+	"github.com/vmmount/vmmount/testimages"
+)
+
+// mountTree mounts root at a temporary directory and unmounts it when the
+// test ends.
+func mountTree(t *testing.T, root *Dir, onError func(string, error)) *Server {
+	t.Helper()
+	testimages.RequireRoot(t)
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		testimages.Missing(t, "no /dev/fuse")
+	}
+	dir := t.TempDir()
+	s, err := Mount(dir, root, Options{OnError: onError})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+		s.Wait()
+	})
+	return s
+}
+
+func TestMountTreeEqualsSource(t *testing.T) {
+	testimages.RequireRoot(t)
+	src := filepath.Join(t.TempDir(), "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := testimages.RichTree(src, testimages.TreeOptions{BigDir: 500, LargeSize: 3 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := testimages.ScanDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := bytes.Repeat([]byte("0123456789abcdef"), 4096)
+	var mu sync.Mutex
+	var reported []string
+	root := &Dir{Entries: []Entry{
+		{"p1", &Volume{Name: "p1", Open: func() (fsys.FileSystem, error) { return testimages.NewHostFS(src) }}},
+		{"p2", &Volume{Name: "p2", Open: func() (fsys.FileSystem, error) { return nil, errors.New("bad superblock at byte 1024") }}},
+		{".raw", &Dir{Entries: []Entry{{"disk", &RawFile{R: bytes.NewReader(disk), Size: int64(len(disk))}}}}},
+		{"domain.xml", &Text{Data: []byte("<domain/>\n")}},
+		{"latest", &Symlink{Target: "p1"}},
+	}}
+	s := mountTree(t, root, func(p string, err error) {
+		mu.Lock()
+		reported = append(reported, p+": "+err.Error())
+		mu.Unlock()
+	})
+
+	got, err := testimages.ScanDir(filepath.Join(s.Dir(), "p1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := testimages.ExtCompare()
+	o.Fields &^= testimages.FieldAtime | testimages.FieldBlocks
+	if diffs := testimages.Compare(want, got, o); len(diffs) > 0 {
+		t.Errorf("mount differs from source (-want +got):\n%s", strings.Join(diffs, "\n"))
+	}
+
+	// The failing volume shows its error and the rest keeps working.
+	ents, err := os.ReadDir(filepath.Join(s.Dir(), "p2"))
+	if err != nil || len(ents) != 1 || ents[0].Name() != ErrorFileName {
+		t.Fatalf("p2: %v %v", ents, err)
+	}
+	msg, err := os.ReadFile(filepath.Join(s.Dir(), "p2", ErrorFileName))
+	if err != nil || !strings.Contains(string(msg), "bad superblock") {
+		t.Fatalf("error file: %q %v", msg, err)
+	}
+	mu.Lock()
+	if len(reported) != 1 || !strings.Contains(reported[0], "p2") {
+		t.Errorf("reported %q", reported)
+	}
+	mu.Unlock()
+
+	b, err := os.ReadFile(filepath.Join(s.Dir(), ".raw", "disk"))
+	if err != nil || !bytes.Equal(b, disk) {
+		t.Fatalf("raw disk: %d bytes, %v", len(b), err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(s.Dir(), "domain.xml")); string(b) != "<domain/>\n" {
+		t.Fatalf("domain.xml: %q", b)
+	}
+	if tgt, _ := os.Readlink(filepath.Join(s.Dir(), "latest")); tgt != "p1" {
+		t.Fatalf("latest -> %q", tgt)
+	}
+	// Read-only.
+	if err := os.WriteFile(filepath.Join(s.Dir(), "p1", "new"), nil, 0o644); err == nil {
+		t.Fatal("created a file in a read-only mount")
+	}
+	if f, err := os.OpenFile(filepath.Join(s.Dir(), "domain.xml"), os.O_WRONLY, 0); err == nil {
+		f.Close()
+		t.Fatal("opened a file for writing")
+	}
+}
+
+func TestMountParallelReaders(t *testing.T) {
+	testimages.RequireRoot(t)
+	src := t.TempDir()
+	data := make([]byte, 8<<20)
+	for i := range data {
+		data[i] = byte(i*7 + i>>13)
+	}
+	for i := range 8 {
+		os.WriteFile(filepath.Join(src, "f"+string(rune('0'+i))), data[i:], 0o644)
+	}
+	s := mountTree(t, &Dir{Entries: []Entry{{"v", &Volume{Name: "v", Open: func() (fsys.FileSystem, error) { return testimages.NewHostFS(src) }}}}}, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, err := os.ReadFile(filepath.Join(s.Dir(), "v", "f"+string(rune('0'+i))))
+			if err == nil && !bytes.Equal(b, data[i:]) {
+				err = errors.New("content differs")
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestCheckMountpoint(t *testing.T) {
+	d := t.TempDir()
+	if err := CheckMountpoint(d); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(d, "x"), nil, 0o644)
+	if err := CheckMountpoint(d); err == nil {
+		t.Fatal("non-empty mountpoint accepted")
+	}
+	if err := CheckMountpoint(filepath.Join(d, "nope")); err == nil {
+		t.Fatal("missing mountpoint accepted")
+	}
+	_ = time.Second
+}
