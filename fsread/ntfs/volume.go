@@ -142,7 +142,10 @@ func (f *FS) readBoot() error {
 	off := bs.MFTLCN * f.clusterSize
 	rec, err := f.readRecordAt(f.r, mftRecordMFT, off, off)
 	if err != nil {
-		return err
+		if errors.Is(err, fsys.ErrCorrupt) {
+			return err
+		}
+		return f.corrupt(0, off, "$MFT record: %v", err)
 	}
 	ext := rec.find(atData, "")
 	if len(ext) == 0 || ext[0].resident {
