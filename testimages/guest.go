@@ -29,8 +29,10 @@ const GuestReadyMarker = "VMMOUNT-GUEST-READY"
 
 // GuestKernelCmdline is the kernel command line of the test guest. panic=-1
 // with on_reboot=destroy in the domain turns a guest crash into a shut-off
-// domain, which the harness reports with the console, instead of a reboot loop.
-const GuestKernelCmdline = "console=ttyS0 panic=-1 quiet"
+// domain, which the harness reports with the console, instead of a reboot
+// loop. quiet and cryptomgr.notests save boot time under TCG, where every
+// console byte and crypto self-test is emulated.
+const GuestKernelCmdline = "console=ttyS0 panic=-1 quiet cryptomgr.notests"
 
 // guestModules are the kernel modules the guest loads, in dependency order:
 // virtio transport, block and console (agent channel), then the ACPI power

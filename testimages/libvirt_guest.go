@@ -204,21 +204,31 @@ func newGuest(t testing.TB, conn *libvirt.Libvirt, o GuestOptions) *Guest {
 	if err != nil {
 		t.Fatalf("defining guest %s: %v", name, err)
 	}
-	t.Cleanup(func() {
-		if err := g.Destroy(); err != nil && !libvirt.IsNotFound(err) {
-			t.Errorf("destroying guest %s: %v", name, err)
-		}
-		if o.Transient {
-			return
-		}
-		err := conn.DomainUndefineFlags(g.Dom, libvirt.DomainUndefineManagedSave|
+	t.Cleanup(func() { g.remove(t, !o.Transient) })
+	return g
+}
+
+// remove destroys the guest and, if persistent, undefines it with its
+// checkpoint, snapshot and NVRAM metadata. The QEMU log libvirt keeps per
+// domain name is removed too, unless the test failed.
+func (g *Guest) remove(t testing.TB, undefine bool) {
+	if err := g.Destroy(); err != nil && !libvirt.IsNotFound(err) {
+		t.Errorf("destroying guest %s: %v", g.Name, err)
+	}
+	if undefine {
+		err := g.Conn.DomainUndefineFlags(g.Dom, libvirt.DomainUndefineManagedSave|
 			libvirt.DomainUndefineSnapshotsMetadata|libvirt.DomainUndefineNvram|
 			libvirt.DomainUndefineCheckpointsMetadata)
 		if err != nil && !libvirt.IsNotFound(err) {
-			t.Errorf("undefining guest %s: %v", name, err)
+			t.Errorf("undefining guest %s: %v", g.Name, err)
 		}
-	})
-	return g
+	}
+	qemuLog := filepath.Join("/var/log/libvirt/qemu", g.Name+".log")
+	if t.Failed() {
+		t.Logf("guest %s: QEMU log kept in %s", g.Name, qemuLog)
+		return
+	}
+	os.Remove(qemuLog)
 }
 
 // AdoptGuest wraps a domain that the code under test defined (a restored
@@ -231,18 +241,13 @@ func AdoptGuest(t testing.TB, conn *libvirt.Libvirt, name, consolePath string) *
 	if err != nil {
 		t.Fatalf("looking up domain %s: %v", name, err)
 	}
-	g := &Guest{Conn: conn, Dom: dom, Name: name, ConsolePath: consolePath, BootTimeout: 90 * time.Second, agent: true}
-	t.Cleanup(func() {
-		if err := g.Destroy(); err != nil && !libvirt.IsNotFound(err) {
-			t.Errorf("destroying guest %s: %v", name, err)
-		}
-		err := conn.DomainUndefineFlags(dom, libvirt.DomainUndefineManagedSave|
-			libvirt.DomainUndefineSnapshotsMetadata|libvirt.DomainUndefineNvram|
-			libvirt.DomainUndefineCheckpointsMetadata)
-		if err != nil && !libvirt.IsNotFound(err) {
-			t.Errorf("undefining guest %s: %v", name, err)
-		}
-	})
+	persistent, err := conn.DomainIsPersistent(dom)
+	if err != nil {
+		t.Fatalf("domain %s: %v", name, err)
+	}
+	g := &Guest{Conn: conn, Dom: dom, Name: name, ConsolePath: consolePath, BootTimeout: 90 * time.Second,
+		agent: true, transient: persistent == 0}
+	t.Cleanup(func() { g.remove(t, !g.transient) })
 	return g
 }
 
