@@ -289,3 +289,45 @@ func QemuBenchRead(t testing.TB, path, format string, size int64) time.Duration 
 	}
 	return time.Since(start)
 }
+
+// CheckVDiskConcurrent reads random ranges of img from several goroutines
+// at once and compares them with the oracle raw file (run it under -race).
+func CheckVDiskConcurrent(t testing.TB, img VDiskImage, rawPath string) {
+	t.Helper()
+	want, err := os.ReadFile(rawPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := int64(len(want))
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		go func(seed uint64) {
+			x := seed*0x9e3779b97f4a7c15 + 1
+			rnd := func(n int64) int64 {
+				x ^= x << 13
+				x ^= x >> 7
+				x ^= x << 17
+				return int64(x % uint64(n))
+			}
+			buf := make([]byte, 256<<10)
+			for i := 0; i < 200; i++ {
+				off := rnd(size)
+				n := min(1+rnd(int64(len(buf))), size-off)
+				if m, err := img.ReadAt(buf[:n], off); int64(m) != n || (err != nil && err.Error() != "EOF") {
+					errs <- fmt.Errorf("ReadAt(%d, %d) = %d, %v", n, off, m, err)
+					return
+				}
+				if i := firstDiff(buf[:n], want[off:off+n]); i >= 0 {
+					errs <- fmt.Errorf("concurrent read of %d bytes at %d differs at %d", n, off, off+int64(i))
+					return
+				}
+			}
+			errs <- nil
+		}(uint64(g))
+	}
+	for g := 0; g < 8; g++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

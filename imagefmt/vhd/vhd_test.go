@@ -89,6 +89,7 @@ func TestQemuImages(t *testing.T) {
 			path := filepath.Join(dir, v.Name)
 			img := mustOpen(t, path)
 			testimages.CheckVDiskRead(t, img, path+".raw")
+			testimages.CheckVDiskConcurrent(t, img, path+".raw")
 			testimages.CheckVDiskDataMap(t, dataExtents(t, img), path+".map.json")
 			info := img.Info()
 			if info.Format != "vpc" || info.VirtualSize != img.Size() || info.UUID == "" {

@@ -97,6 +97,7 @@ func TestQemuImages(t *testing.T) {
 			path := filepath.Join(dir, v.Name)
 			img := mustOpen(t, path)
 			testimages.CheckVDiskRead(t, img, path+".raw")
+			testimages.CheckVDiskConcurrent(t, img, path+".raw")
 			ext := checkHoles(t, img, path+".raw")
 			info := img.Info()
 			if info.Format != "vhdx" || info.VirtualSize != img.Size() || info.LogicalBlock != 512 || info.UUID == "" {
