@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
+
+	"github.com/vmmount/vmmount/imagefmt/vdisk"
 )
 
 // Bounds on log replay: the log region, and the data it may put in memory.
@@ -163,25 +165,17 @@ func (img *Image) applyEntry(ov *overlay, e logEntry, logOff int64) error {
 
 // overlay is the file as the replayed log leaves it: 4 KiB pages written by
 // data descriptors, ranges zeroed by zero descriptors, the file elsewhere.
+// Closing it does nothing: the Image closes the file.
 type overlay struct {
-	base interface {
-		ReadAt([]byte, int64) (int, error)
-	}
-	file  interface{ Close() error }
-	name  string
+	vdisk.File
 	size  int64
 	pages map[int64][]byte // by page index
 	zeros [][2]int64       // [start, end), in application order
 	bytes int64
 }
 
-func newOverlay(f interface {
-	ReadAt([]byte, int64) (int, error)
-	Close() error
-	Size() int64
-	Name() string
-}) *overlay {
-	return &overlay{base: f, file: f, name: f.Name(), size: f.Size(), pages: map[int64][]byte{}}
+func newOverlay(f vdisk.File) *overlay {
+	return &overlay{File: f, size: f.Size(), pages: map[int64][]byte{}}
 }
 
 func (o *overlay) write(off int64, page []byte) error {
@@ -213,8 +207,7 @@ func (o *overlay) zeroed(off int64) bool {
 }
 
 func (o *overlay) Size() int64  { return o.size }
-func (o *overlay) Name() string { return o.name }
-func (o *overlay) Close() error { return nil } // the Image closes the file
+func (o *overlay) Close() error { return nil }
 
 // ReadAt reads the replayed file: pages the log touched from memory, the
 // rest from the file in as few preads as possible.
@@ -224,13 +217,22 @@ func (o *overlay) ReadAt(p []byte, off int64) (int, error) {
 	}
 	want := len(p)
 	p = p[:min(int64(len(p)), o.size-off)]
-	touched := make([]int64, 0, 8)
-	for pg := range o.pages {
-		if (pg+1)*LogSectorSize > off && pg*LogSectorSize < off+int64(len(p)) {
-			touched = append(touched, pg)
+	var touched []int64
+	first, last := off/LogSectorSize, (off+int64(len(p))-1)/LogSectorSize
+	if last-first < int64(len(o.pages)) {
+		for pg := first; pg <= last; pg++ {
+			if _, ok := o.pages[pg]; ok {
+				touched = append(touched, pg)
+			}
 		}
+	} else {
+		for pg := range o.pages {
+			if pg >= first && pg <= last {
+				touched = append(touched, pg)
+			}
+		}
+		slices.Sort(touched)
 	}
-	sort.Slice(touched, func(i, j int) bool { return touched[i] < touched[j] })
 	pos := int64(0)
 	flush := func(end int64) error {
 		// Bytes [pos, end) are not in a page: zero ranges or the file.
@@ -248,7 +250,7 @@ func (o *overlay) ReadAt(p []byte, off int64) (int, error) {
 					n = z[0] - a
 				}
 			}
-			m, err := o.base.ReadAt(p[pos:pos+n], a)
+			m, err := o.File.ReadAt(p[pos:pos+n], a)
 			if err != nil && err != io.EOF {
 				return err
 			}
