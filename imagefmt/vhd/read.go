@@ -25,9 +25,10 @@ func (img *Image) mapDynamic(off int64) (runs.Run, error) {
 	left := img.blockSize - in
 	e := img.bat[bi]
 	if e == BATUnused {
-		// Coalesce a stretch of unallocated blocks into one run.
+		// Coalesce a stretch of unallocated blocks into one run; the scan
+		// is bounded so a small read in a huge hole stays cheap.
 		n := left
-		for j := bi + 1; j < int64(len(img.bat)) && img.bat[j] == BATUnused; j++ {
+		for j := bi + 1; j < int64(len(img.bat)) && j < bi+4096 && img.bat[j] == BATUnused; j++ {
 			n += img.blockSize
 		}
 		return runs.Run{Kind: runs.Backing, Len: n}, nil

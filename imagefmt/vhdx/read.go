@@ -70,16 +70,22 @@ func (img *Image) mapAt(off int64) (runs.Run, error) {
 }
 
 // sameState counts the bytes of the following blocks in the same state
-// within the cached BAT page, so long holes are one run.
+// within blk's BAT page, so long holes are one run and a small read in one
+// costs one page scan at most.
 func (img *Image) sameState(blk int64, state uint8) int64 {
-	var n int64
+	page := img.payloadIndex(blk) / batPageEntries
+	t, ok := img.batCache.Get(page)
+	if !ok {
+		return 0 // batEntry just loaded it; evicted meanwhile: no matter
+	}
 	payload := (img.size + img.blockSize - 1) / img.blockSize
-	for b := blk + 1; b < payload && b/batPageEntries == blk/batPageEntries && n < 1<<40; b++ {
-		e, err := img.batEntry(img.payloadIndex(b))
-		if err != nil {
+	var n int64
+	for b := blk + 1; b < payload; b++ {
+		i := img.payloadIndex(b)
+		if i/batPageEntries != page || i%batPageEntries >= int64(len(t)) {
 			break
 		}
-		if s, _ := BATEntry(e); s != state && !(isZeroState(s) && isZeroState(state)) {
+		if s, _ := BATEntry(t[i%batPageEntries]); s != state && !(isZeroState(s) && isZeroState(state)) {
 			break
 		}
 		n += img.blockSize
