@@ -410,4 +410,3 @@ func raidAreas(s *Section, key string) ([]Area, error) {
 	}
 	return nil, fmt.Errorf("device_count %d but %d sub-LVs listed", n, len(all))
 }
-
