@@ -29,7 +29,7 @@ type Image struct {
 	size       int64
 	files      []vdisk.File // extent files we opened (not f)
 	backing    vdisk.Image
-	gtCache    *runs.Cache[gtKey, []uint32]
+	gtCache    *runs.Cache[gtKey, []byte]
 	grainCache *runs.Cache[grainKey, []byte]
 	layer      runs.Layer
 	info       vdisk.Info
@@ -50,7 +50,7 @@ func Open(f vdisk.File, opts vdisk.OpenOptions) (vdisk.Image, error) {
 		name = f.Name()
 	}
 	img := &Image{f: f, name: name}
-	img.gtCache = runs.NewCache[gtKey, []uint32](gtCacheTables)
+	img.gtCache = runs.NewCache[gtKey, []byte](gtCacheTables)
 	if err := img.open(opts); err != nil {
 		img.closeExtras()
 		return nil, err

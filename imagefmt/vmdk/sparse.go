@@ -164,26 +164,40 @@ type gtKey struct {
 	gdi int64
 }
 
+// gtBatch is how many grain tables one pread fetches when they lie back to
+// back in the file (as every writer lays them out): walking the allocation
+// map of a multi-terabyte disk then costs few system calls.
+const gtBatch = 32
+
 // table returns grain table gdi, from the cache or the file.
-func (s *sparseExtent) table(gdi int64) ([]uint32, error) {
+func (s *sparseExtent) table(gdi int64) ([]byte, error) {
 	key := gtKey{s.index, gdi}
 	if t, ok := s.img.gtCache.Get(key); ok {
 		return t, nil
 	}
+	tsize := s.gtes * 4
 	off := int64(s.gd[gdi]) * SectorSize
-	if off+s.gtes*4 > s.f.Size() {
+	if off+tsize > s.f.Size() {
 		return nil, s.errAt(s.gdOff+4*gdi, s.gd[gdi], "grain table %d lies past the end of the file", gdi)
 	}
-	raw := make([]byte, s.gtes*4)
+	// Extend to the following tables that sit right after this one.
+	n := int64(1)
+	for n < gtBatch && gdi+n < int64(len(s.gd)) && int64(s.gd[gdi+n])*SectorSize == off+n*tsize &&
+		off+(n+1)*tsize <= s.f.Size() {
+		n++
+	}
+	raw := make([]byte, n*tsize)
 	if _, err := s.f.ReadAt(raw, off); err != nil {
 		return nil, fmt.Errorf("%s: reading grain table %d at %d: %w", s.name, gdi, off, err)
 	}
-	t := make([]uint32, s.gtes)
-	for i := range t {
-		t[i] = binary.LittleEndian.Uint32(raw[4*i:])
+	// Each table is cached on its own so an entry never pins its batch.
+	var first []byte
+	for i := n - 1; i >= 0; i-- {
+		t := bytes.Clone(raw[i*tsize : (i+1)*tsize])
+		s.img.gtCache.Put(gtKey{s.index, gdi + i}, t)
+		first = t
 	}
-	s.img.gtCache.Put(key, t)
-	return t, nil
+	return first, nil
 }
 
 // mapAt describes the run at byte rel of the extent (spec "Grain Table and
@@ -204,11 +218,11 @@ func (s *sparseExtent) mapAt(rel int64) (runs.Run, error) {
 		return runs.Run{}, err
 	}
 	gi := grain % s.gtes
-	gte := t[gi]
+	gte := gtEntry(t, gi)
 	// Same-kind neighbours of unallocated or zeroed grains make one run.
 	same := func(kind runs.Kind) runs.Run {
 		n := int64(1)
-		for gi+n < s.gtes && t[gi+n] == gte {
+		for gi+n < s.gtes && gtEntry(t, gi+n) == gte {
 			n++
 		}
 		return runs.Run{Kind: kind, Len: n*s.grainSize - in}
@@ -243,6 +257,9 @@ func (s *sparseExtent) mapAt(rel int64) (runs.Run, error) {
 		return nil
 	}}, nil
 }
+
+// gtEntry is entry i of a raw grain table.
+func gtEntry(t []byte, i int64) uint32 { return binary.LittleEndian.Uint32(t[4*i:]) }
 
 type grainKey struct {
 	ext   int
