@@ -411,3 +411,44 @@ func ReadQemuMapJSON(path string) ([]QemuMapExtent, error) {
 	}
 	return m, nil
 }
+
+// Qcow2BenchSize is the virtual size of the benchmark image.
+const Qcow2BenchSize = 2 << 30
+
+// Qcow2BenchImage returns a 2 GiB qcow2 image with 64 KiB clusters, half
+// allocated: 1 MiB of incompressible data every 2 MiB, the rest
+// unallocated, made by qemu-img convert from a sparse raw file (so its data
+// clusters lie in guest order in the file, as after a fresh convert).
+func Qcow2BenchImage(t testing.TB) string {
+	t.Helper()
+	RequireTools(t, "qemu-img")
+	dir := Get(t, "qcow2-bench", "v1", func(dir string) error {
+		src := filepath.Join(dir, "src.raw")
+		f, err := os.Create(src)
+		if err != nil {
+			return err
+		}
+		defer os.Remove(src)
+		defer f.Close()
+		if err := f.Truncate(Qcow2BenchSize); err != nil {
+			return err
+		}
+		rng := rand.New(rand.NewPCG(3, 4))
+		chunk := make([]byte, 1<<20)
+		for i := range chunk {
+			chunk[i] = byte(rng.Uint32())
+		}
+		for off := int64(0); off < Qcow2BenchSize; off += 2 << 20 {
+			copy(chunk, fmt.Sprintf("chunk at %d", off)) // no two chunks alike
+			if _, err := f.WriteAt(chunk, off); err != nil {
+				return err
+			}
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		_, err = Run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=64k", src, filepath.Join(dir, "bench.qcow2"))
+		return err
+	})
+	return filepath.Join(dir, "bench.qcow2")
+}
