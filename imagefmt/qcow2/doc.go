@@ -11,9 +11,11 @@
 // image gives a vdisk.FormatError naming the offset, never a panic or an
 // allocation beyond a fixed bound per table.
 //
-// Writing (Create, Writer, and in-place updates of existing images): see
-// create.go and writer.go.
+// Writing: Create and the streaming Writer (create.go, writer.go) write new
+// version 3 images, compressed clusters made by Compressor; OpenRW (rw.go)
+// writes existing images in place, keeping refcounts exact.
 //
 // The package knows nothing of backing file formats other than through
-// vdisk.Image, and nothing of partitions or filesystems.
+// vdisk.Image (OpenRW opens qcow2 and raw backing files itself when given
+// no opener), and nothing of partitions or filesystems.
 package qcow2

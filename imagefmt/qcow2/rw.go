@@ -1,7 +1,6 @@
 package qcow2
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -349,16 +348,3 @@ func (rw *RW) Close() error {
 	}
 	return err
 }
-
-func isZeroBytes(b []byte) bool {
-	for len(b) > 0 {
-		n := min(len(b), len(zeroCluster))
-		if !bytes.Equal(b[:n], zeroCluster[:n]) {
-			return false
-		}
-		b = b[n:]
-	}
-	return true
-}
-
-var zeroCluster [64 << 10]byte
