@@ -6,6 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
 	qemu-utils          # qemu-img: the oracle and fixture maker for image formats
+	libvhdi-utils       # vhdimount: independent reader of differencing VHD/VHDX, 4 KiB-sector VHDX
 	e2fsprogs           # mkfs.ext*, debugfs, e2fsck
 	fuse2fs             # oracle for ext images the kernel cannot mount (64 KiB blocks, casefold)
 	ntfs-3g             # mkntfs, ntfs-3g: NTFS fixtures and oracle
