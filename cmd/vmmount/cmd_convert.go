@@ -127,6 +127,9 @@ func runConvert(ctx context.Context, g *globalOptions, o *convertOptions, args [
 	}
 	g.debugf("converting %s (%s, %d bytes) to %s %+v\n", src, img.Info().Format, img.Size(), dst, opts)
 	if err := imagefmt.Convert(ctx, img, dst, opts); err != nil {
+		if errors.Is(err, context.Canceled) {
+			return fmt.Errorf("interrupted, %s not written: %w", dst, err)
+		}
 		return err
 	}
 
