@@ -41,10 +41,10 @@ func (f *FS) openDir(ino uint64) (*dir, error) {
 		// hash are impossible and linear compares meaningless.
 		d.fold = false
 	}
-	d.blocks = uint64(n.size+int64(f.bs)-1) / uint64(f.bs)
-	if d.blocks > maxLogical {
-		return nil, f.corrupt(ino, -1, "directory size %d is too large", n.size)
+	if n.size > maxDirBytes {
+		return nil, f.corrupt(ino, -1, "directory size %d is larger than %d", n.size, int64(maxDirBytes))
 	}
+	d.blocks = uint64(n.size+int64(f.bs)-1) / uint64(f.bs)
 	if d.m, err = f.mapperFor(n); err != nil {
 		return nil, err
 	}

@@ -33,6 +33,11 @@ const (
 	// maxDirEntries bounds one directory listing (a few hundred MiB of
 	// names at most); real directories stay far below it.
 	maxDirEntries = 10_000_000
+	// maxDirBytes bounds a directory's size, and so the blocks a scan
+	// may visit: 4 GiB (the kernel keeps directories under 2 GiB without
+	// large_dir; with it a real one this size has tens of millions of
+	// names).
+	maxDirBytes = 4 << 30
 	// maxXattrValue is the kernel's XATTR_SIZE_MAX.
 	maxXattrValue = 64 << 10
 	// maxWarnings bounds FS.Warnings.
