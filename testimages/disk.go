@@ -44,6 +44,11 @@ type Volume struct {
 	// MountPoint is the NTFS oracle's ntfs-3g mount point (it appears in
 	// absolute link targets).
 	MountPoint string `json:"mount_point,omitempty"`
+	// LVType and Segments describe an LVM logical volume: its segment type
+	// (linear, striped, raid1, mirror) and where its extents live, as lvs
+	// reports them (sub-LVs of raid1/mirror legs are in DiskImage.SubLVs).
+	LVType   string      `json:"lv_type,omitempty"`
+	Segments []LVSegment `json:"segments,omitempty"`
 }
 
 // CompareOptions returns the options to compare the volume's content
@@ -72,22 +77,31 @@ type DiskImage struct {
 	// PrimaryGPTDamaged: LBA 1 is zeroed; the backup GPT is intact.
 	PrimaryGPTDamaged bool     `json:"primary_gpt_damaged,omitempty"`
 	Volumes           []Volume `json:"volumes"`
+	// SubLVs are the hidden LVs (raid1 rmeta/rimage, mirror mimage legs)
+	// by name, for the LVM fixture.
+	SubLVs map[string][]LVSegment `json:"sub_lvs,omitempty"`
 }
 
 // DiskVariants names the disk fixtures BuildDisk makes.
-var DiskVariants = []string{"gpt", "gpt-4k", "mbr", "hybrid", "gpt-damaged", "nopart", "nopart-fat"}
+var DiskVariants = []string{"gpt", "gpt-4k", "mbr", "hybrid", "gpt-damaged", "nopart", "nopart-fat", "lvm"}
 
 const diskVersion = "d1"
 
 // DiskTools are the programs BuildDisk needs (besides those of the
-// filesystems it holds).
-var DiskTools = []string{"sgdisk", "sfdisk", "mkswap", "blkid"}
+// filesystems it holds); LVMTools those of the lvm fixture.
+var (
+	DiskTools = []string{"sgdisk", "sfdisk", "mkswap", "blkid", "losetup"}
+	LVMTools  = []string{"pvcreate", "vgcreate", "lvcreate", "lvs", "pvs", "vgcfgbackup", "vgcfgrestore"}
+)
 
 // GetDisk builds (or finds cached) a disk fixture for a test.
 func GetDisk(t testing.TB, name string) *DiskImage {
 	t.Helper()
 	RequireRoot(t)
 	RequireTools(t, append(append(append(append([]string{}, DiskTools...), ExtTools...), NTFSTools...), FATTools...)...)
+	if name == "lvm" {
+		RequireTools(t, LVMTools...)
+	}
 	d, err := BuildDisk(name)
 	if err != nil {
 		t.Fatal(err)
@@ -145,6 +159,12 @@ func component(dir, kind string) (*content, error) {
 			return nil, err
 		}
 		c.file, c.vol.OracleFile, c.vol.Compare = x.Image, x.OracleFile, "ext"
+	case "ext3":
+		x, err := BuildExt(ExtVariants[1])
+		if err != nil {
+			return nil, err
+		}
+		c.file, c.vol.OracleFile, c.vol.Compare = x.Image, x.OracleFile, "ext"
 	case "ntfs":
 		x, err := BuildNTFS(NTFSVariants[0])
 		if err != nil {
@@ -191,8 +211,15 @@ func component(dir, kind string) (*content, error) {
 
 // Blkid probes a file with blkid -p: TYPE, LABEL and UUID, "unknown"
 // when it recognizes nothing.
-func Blkid(file string) (fs, label, uuid string, err error) {
-	out, err := Run("blkid", "-p", "-o", "export", file)
+func Blkid(file string) (fs, label, uuid string, err error) { return BlkidAt(file, 0, 0) }
+
+// BlkidAt probes [off, off+size) of a file (size 0: to the end).
+func BlkidAt(file string, off, size int64) (fs, label, uuid string, err error) {
+	args := []string{"-p", "-o", "export", "-O", strconv.FormatInt(off, 10)}
+	if size > 0 {
+		args = append(args, "-S", strconv.FormatInt(size, 10))
+	}
+	out, err := Run("blkid", append(args, file)...)
 	if err != nil {
 		if strings.Contains(err.Error(), "exit status 2") {
 			return "unknown", "", "", nil

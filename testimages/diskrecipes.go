@@ -80,6 +80,7 @@ var diskRecipes = map[string]func(dir string, d *DiskImage) error{
 	},
 	"nopart":     func(dir string, d *DiskImage) error { return wholeDisk(dir, d, "ext4") },
 	"nopart-fat": func(dir string, d *DiskImage) error { return wholeDisk(dir, d, "fat16") },
+	"lvm":        lvmDisk,
 }
 
 func mib(n int64) int64 { return (n + 1<<20 - 1) &^ (1<<20 - 1) }
