@@ -331,3 +331,40 @@ func CheckVDiskConcurrent(t testing.TB, img VDiskImage, rawPath string) {
 		}
 	}
 }
+
+// VhdiOracle reads image with libvhdi's vhdimount, a reader independent of
+// qemu that follows VHD and VHDX differencing chains and reads 4 KiB-sector
+// VHDX (which qemu-img refuses): it mounts the image with FUSE, copies the
+// top layer (the highest-numbered vhdiN file) to out and unmounts. Callers
+// RequireTools(t, "vhdimount") and RequireRoot first.
+func VhdiOracle(image, out string) error {
+	dir, err := os.MkdirTemp("", "vmmount-vhdi-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(dir)
+	if _, err := Run("vhdimount", image, dir); err != nil {
+		return err
+	}
+	defer func() {
+		if _, err := Run("umount", dir); err != nil {
+			Run("umount", "-l", dir)
+		}
+	}()
+	var top string
+	for n := 1; ; n++ {
+		p := filepath.Join(dir, fmt.Sprintf("vhdi%d", n))
+		if _, err := os.Stat(p); err != nil {
+			break
+		}
+		top = p
+	}
+	if top == "" {
+		return fmt.Errorf("vhdimount %s: no layer files", image)
+	}
+	b, err := os.ReadFile(top)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(out, b, 0o644)
+}

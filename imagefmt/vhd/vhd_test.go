@@ -132,6 +132,11 @@ func TestDifferencing(t *testing.T) {
 		d.sectors[s] = sec
 		copy(want[s*SectorSize:], sec)
 	}
+	for s := int64(3 * 4096); s < 4*4096; s++ { // block 3 written whole
+		sec := bytes.Repeat([]byte{0x3c}, SectorSize)
+		d.sectors[s] = sec
+		copy(want[s*SectorSize:], sec)
+	}
 	child := filepath.Join(tmp, "child.vhd")
 	if err := os.WriteFile(child, d.build(), 0o644); err != nil {
 		t.Fatal(err)
@@ -152,6 +157,32 @@ func TestDifferencing(t *testing.T) {
 	for s, data := range d.sectors {
 		if !bytes.Equal(qemuView[s*SectorSize:(s+1)*SectorSize], data) {
 			t.Fatalf("qemu-img reads child sector %d differently from the crafted data", s)
+		}
+	}
+	// libvhdi, an independent reader that follows the parent, must see
+	// what we expect, except in the sectors of allocated blocks whose
+	// bitmap bit is clear: libvhdi 20210425 reads them from the child,
+	// where the VHD spec ("Block Bitmap") sends them to the parent.
+	testimages.RequireTools(t, "vhdimount")
+	testimages.RequireRoot(t)
+	if err := testimages.VhdiOracle(child, child+".vhdi"); err != nil {
+		t.Fatal(err)
+	}
+	vhdi, _ := os.ReadFile(child + ".vhdi")
+	if len(vhdi) != len(want) {
+		t.Fatalf("libvhdi reads %d bytes, want %d", len(vhdi), len(want))
+	}
+	perBlock := int64(d.blockSize) / SectorSize
+	allocated := map[int64]bool{}
+	for s := range d.sectors {
+		allocated[s/perBlock] = true
+	}
+	for s := int64(0); s < int64(len(want))/SectorSize; s++ {
+		if _, set := d.sectors[s]; allocated[s/perBlock] && !set {
+			continue
+		}
+		if !bytes.Equal(vhdi[s*SectorSize:(s+1)*SectorSize], want[s*SectorSize:(s+1)*SectorSize]) {
+			t.Fatalf("libvhdi reads sector %d differently", s)
 		}
 	}
 	img := mustOpen(t, child)

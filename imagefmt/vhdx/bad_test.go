@@ -228,7 +228,7 @@ func TestLayoutSizes(t *testing.T) {
 	if db[LogDescriptorSize-1] != 0xff || DecodeLogDescriptor(db) != d {
 		t.Errorf("log descriptor layout")
 	}
-	if RegionBAT.String() != "2DC27766-F623-4200-9D64-115E9BFD4A08" {
+	if RegionBAT.String() != "2dc27766-f623-4200-9d64-115e9bfd4a08" {
 		t.Errorf("GUID round trip %s", RegionBAT)
 	}
 }

@@ -64,9 +64,10 @@ func MustGUID(s string) GUID {
 	return g
 }
 
-// String formats g as the spec and Windows write GUIDs.
+// String formats g in the usual 8-4-4-4-12 form, lower case as Hyper-V
+// writes it in parent locators.
 func (g GUID) String() string {
-	return fmt.Sprintf("%08X-%04X-%04X-%X-%X", binary.LittleEndian.Uint32(g[0:]), binary.LittleEndian.Uint16(g[4:]),
+	return fmt.Sprintf("%08x-%04x-%04x-%x-%x", binary.LittleEndian.Uint32(g[0:]), binary.LittleEndian.Uint16(g[4:]),
 		binary.LittleEndian.Uint16(g[6:]), g[8:10], g[10:16])
 }
 

@@ -131,8 +131,8 @@ func writeFile(t testing.TB, path string, b []byte) {
 
 // TestSector4K: 4096-byte logical sectors, which Hyper-V makes and qemu
 // neither makes nor reads (it refuses them since 5.2). The same content
-// written with 512-byte sectors is checked against qemu, which vouches for
-// the writer; the 4K image must read the same.
+// written with 512-byte sectors is checked against qemu, the 4K image
+// against libvhdi; ours must read the same.
 func TestSector4K(t *testing.T) {
 	dir := fixtures(t)
 	src, err := os.ReadFile(filepath.Join(dir, "source.raw"))
@@ -161,6 +161,8 @@ func TestSector4K(t *testing.T) {
 			if got, _ := os.ReadFile(path + ".raw"); !bytes.Equal(got, want) {
 				t.Fatalf("qemu-img reads the crafted 512-byte-sector image differently")
 			}
+		} else {
+			checkVhdi(t, path, want)
 		}
 		img := mustOpen(t, path)
 		testimages.CheckVDiskRead(t, img, filepath.Join(tmp, "want.raw"))
@@ -212,6 +214,11 @@ func TestDifferencing(t *testing.T) {
 	child := filepath.Join(tmp, "child.vhdx")
 	writeFile(t, child, d.build())
 	writeFile(t, child+".want", want)
+	// libvhdi, an independent reader, must see what we expect, except in
+	// the ZERO and UNMAPPED blocks: libvhdi 20210425 reads every block not
+	// present from the parent, where [MS-VHDX] 2.5.1.1 makes ZERO blocks
+	// read zeros (and qemu and Hyper-V read zeros for UNMAPPED ones).
+	checkVhdi(t, child, want, [2]int64{3 * MiB, 5 * MiB})
 	img := mustOpen(t, child)
 	testimages.CheckVDiskRead(t, img, child+".want")
 	info := img.Info()
@@ -240,5 +247,31 @@ func TestDifferencing(t *testing.T) {
 	os.Remove(filepath.Join(tmp, "parent.vhdx"))
 	if _, err := openChain(t, child); !errors.Is(err, vdisk.ErrBackingMissing) {
 		t.Errorf("missing parent: %v", err)
+	}
+}
+
+// checkVhdi fails the test unless libvhdi reads image as want, outside
+// the skip ranges.
+func checkVhdi(t testing.TB, image string, want []byte, skip ...[2]int64) {
+	t.Helper()
+	testimages.RequireTools(t, "vhdimount")
+	testimages.RequireRoot(t)
+	if err := testimages.VhdiOracle(image, image+".vhdi"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(image + ".vhdi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("libvhdi reads %d bytes, want %d", len(got), len(want))
+	}
+	for _, r := range skip {
+		copy(got[r[0]:r[1]], want[r[0]:r[1]])
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("libvhdi reads %s differently at %d: % x, want % x", image, i, got[i:min(i+8, len(got))], want[i:min(i+8, len(want))])
+		}
 	}
 }
