@@ -303,6 +303,15 @@ func (f *FS) lookup(d *dir, name []byte) (uint64, error) {
 		// A damaged index or an inexact fold: scan, as the kernel
 		// does when an index is unusable.
 	}
+	if d.m != nil && d.blocks >= minIndexedBlocks {
+		if x := f.dirIndexFor(d); x != nil {
+			k := name
+			if key != nil {
+				k = key
+			}
+			return uint64(x.names[string(k)]), nil
+		}
+	}
 	var found uint64
 	err := f.scanDir(d, true, func(e dirent) bool {
 		if match(e) {

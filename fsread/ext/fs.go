@@ -18,7 +18,9 @@ import (
 type Options struct {
 	// Name is the volume's name in errors and warnings ("p1", "vg0/root").
 	Name string
-	// CacheBytes bounds the metadata block cache; 0 means DefaultCacheBytes.
+	// CacheBytes bounds the metadata block cache; 0 means
+	// DefaultCacheBytes. Name indexes of linear directories get half as
+	// much again.
 	CacheBytes int64
 	// NoJournalReplay reads the image as it is even when its journal needs
 	// recovery (a warning says so). The default replays it.
@@ -51,6 +53,7 @@ type FS struct {
 	dev   *device
 	sb    *disklayout.Superblock
 	cache *blockCache
+	dirs  *dirCache
 
 	bs        int // block size
 	inodeSize int
@@ -98,6 +101,7 @@ func Open(r io.ReaderAt, size int64, opts Options) (*FS, error) {
 		budget = DefaultCacheBytes
 	}
 	f.cache = newBlockCache(budget, f.bs)
+	f.dirs = newDirCache(budget / 2)
 	if err := f.loadGroups(); err != nil {
 		return nil, err
 	}
@@ -394,6 +398,7 @@ func (f *FS) Warnings() []string {
 // Close drops the caches.
 func (f *FS) Close() error {
 	f.cache.clear()
+	f.dirs.clear()
 	return nil
 }
 

@@ -46,6 +46,7 @@ func (f *FS) replayJournal() error {
 	oldSB, oldGroups := f.sb, f.groups
 	f.dev.ov = newOverlay(src)
 	f.cache.clear()
+	f.dirs.clear()
 	if err := f.reload(); err != nil {
 		// Keep the pre-replay view rather than none.
 		f.dev.ov = nil
