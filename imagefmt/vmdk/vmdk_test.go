@@ -181,6 +181,19 @@ func TestCrafted(t *testing.T) {
 			write("esx-delta.vmdk", buildCOWD(src, 1))
 			return write("esx.vmdk", desc("vmfsSparse", fmt.Sprintf("RW %d VMFSSPARSE \"esx-delta.vmdk\"\n", len(src)/512)))
 		},
+		"two-sparse-extents": func() string {
+			// Two hosted sparse extents made by qemu-img from the halves.
+			half := 6 << 20
+			for i, part := range [][]byte{src[:half], src[half:]} {
+				raw := write(fmt.Sprintf("half%d.raw", i), part)
+				out := filepath.Join(tmp, fmt.Sprintf("half%d.vmdk", i))
+				if _, err := testimages.Run("qemu-img", "convert", "-f", "raw", "-O", "vmdk", raw, out); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return write("two.vmdk", desc("twoGbMaxExtentSparse", fmt.Sprintf("RW %d SPARSE \"half0.vmdk\"\nRW %d SPARSE \"half1.vmdk\"\n",
+				half/512, (len(src)-half)/512)))
+		},
 		"multi-extent": func() string {
 			write("data.bin", src)
 			write("part-s001.vmdk", buildCOWD(src[:3<<20], 128))
