@@ -48,6 +48,9 @@ var errBadOption = errors.New("invalid conversion option")
 // existing dst is replaced only by a complete image. On error or when ctx
 // is cancelled the partial output is removed and ctx.Err() is returned.
 func Convert(ctx context.Context, src Image, dst string, opts ConvertOptions) (err error) {
+	if strings.EqualFold(opts.Compression, "none") {
+		opts.Compression = ""
+	}
 	format := strings.ToLower(opts.Format)
 	if format == "" {
 		format = FormatQcow2

@@ -21,10 +21,10 @@ type CreateOptions struct {
 	// ("qcow2", "raw", ...). qemu and libvirt refuse to probe the format of
 	// a backing file, so set it whenever BackingFile is set.
 	BackingFormat string
-	// Compression is the type recorded for compressed clusters: "" or
-	// "zlib" (the default of the format) or "zstd". It only decides the
-	// header field: whether clusters are compressed is up to the caller of
-	// Writer.
+	// Compression is the type recorded for compressed clusters: "" (or
+	// "none") and "zlib" record the format's default, zlib; "zstd" records
+	// zstd. It only decides the header field: whether clusters are
+	// compressed is up to the caller of Writer.
 	Compression string
 }
 
@@ -71,7 +71,7 @@ func newGeometry(size int64, opts *CreateOptions) (geometry, error) {
 		return g, fmt.Errorf("qcow2: virtual size %d needs an L1 table of %d entries, more than qemu's %d; use a larger cluster size", size, g.l1Size, MaxL1Size)
 	}
 	switch strings.ToLower(opts.Compression) {
-	case "", CompressionNameZlib:
+	case "", "none", CompressionNameZlib:
 		g.compression = CompressionZlib
 	case CompressionNameZstd:
 		g.compression = CompressionZstd

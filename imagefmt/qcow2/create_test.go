@@ -5,6 +5,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -186,4 +187,30 @@ func TestWriterRefcountSaturation(t *testing.T) {
 		t.Fatal(err)
 	}
 	qemuCheck(t, p)
+}
+
+func TestCreateOverlay(t *testing.T) {
+	requireQemu(t)
+	dir := t.TempDir()
+	base := bytes.Repeat([]byte("base image bytes"), 1<<16) // 1 MiB
+	if err := os.WriteFile(filepath.Join(dir, "base.raw"), base, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range []CreateOptions{
+		{BackingFile: "base.raw", BackingFormat: "raw"},
+		{BackingFile: "base.raw", BackingFormat: "raw", ClusterSize: 512, Compression: "zstd"},
+		{BackingFile: filepath.Join(dir, "base.raw"), BackingFormat: "raw", ClusterSize: 2 << 20},
+	} {
+		p := filepath.Join(dir, "ovl.qcow2")
+		os.Remove(p)
+		if err := Create(p, int64(len(base)), opts); err != nil {
+			t.Fatal(err)
+		}
+		qemuCheck(t, p)
+		out, err := exec.Command("qemu-img", "info", p).CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte("backing file: "+opts.BackingFile)) || !bytes.Contains(out, []byte("backing file format: raw")) {
+			t.Errorf("qemu-img info: %v\n%s", err, out)
+		}
+		qemuCompare(t, p, "qcow2", filepath.Join(dir, "base.raw"), "raw")
+	}
 }
