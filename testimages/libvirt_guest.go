@@ -293,13 +293,32 @@ func (g *Guest) waitBoot() error {
 	if !g.agent || strings.Contains(g.Console(), GuestReadyMarker+" agent=no") {
 		return nil
 	}
-	return g.waitAgent(10 * time.Second)
+	return g.waitAgent(30 * time.Second)
 }
 
-// waitAgent waits until libvirt reports the agent channel connected: the
-// guest opened its end, so agent commands (fsfreeze) work.
+// waitAgent waits until libvirt reports the agent channel connected (the
+// guest opened its end) and the agent answers a guest-ping, so the test's
+// first agent command (fsfreeze) does not race the agent's start. libvirt
+// gives each command's guest-sync only a few seconds, which a guest starved
+// of CPU under TCG can miss right after boot.
 func (g *Guest) waitAgent(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	if err := g.waitAgentConnected(deadline); err != nil {
+		return err
+	}
+	for {
+		_, err := g.Conn.QEMUDomainAgentCommand(g.Dom, `{"execute":"guest-ping"}`, 10, 0)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("guest %s: agent does not answer guest-ping after %v: %w%s", g.Name, timeout, err, g.consoleTail())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (g *Guest) waitAgentConnected(deadline time.Time) error {
 	for {
 		xml, err := g.Conn.DomainGetXMLDesc(g.Dom, 0)
 		if err != nil {
@@ -316,7 +335,7 @@ func (g *Guest) waitAgent(timeout time.Duration) error {
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("guest %s: agent channel not connected after %v%s", g.Name, timeout, g.consoleTail())
+			return fmt.Errorf("guest %s: agent channel not connected%s", g.Name, g.consoleTail())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
