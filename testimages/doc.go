@@ -18,6 +18,14 @@
 //   - Recipes build images with their oracles: ExtVariants/BuildExt (ext2/3/4
 //     feature variants), NTFS and FAT images, partitioned Disks and LVM
 //     volume groups, each with the expected volume list.
+//   - A real VM for backup, restore and inject tests: LibvirtConn connects to
+//     the libvirtd that scripts/libvirt-up.sh starts (`make test` runs it);
+//     NewGuestDisk makes an ext4 guest disk (GuestFiles, optional
+//     /autorun.sh); StartGuest boots the test guest (GetGuestAssets: Debian
+//     cloud kernel + busybox initramfs with qemu-ga and acpid) under TCG and
+//     waits for GuestReadyMarker; Guest.WaitConsole, Shutdown (ACPI) and the
+//     test cleanup that destroys and undefines it. Package guestcheck proves
+//     it end to end.
 //
 // Nothing here is used by the product; tests, benchmarks and `make demo` use
 // it.
