@@ -196,7 +196,12 @@ func parallel(jobs []func() error) error {
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	for _, err := range errs {
+		if err != nil {
+			return err // the first, not one per grain of a damaged range
+		}
+	}
+	return nil
 }
 
 // readBacking reads from the backing image; past its end (a smaller parent)
