@@ -130,7 +130,10 @@ func TestBadServerReplies(t *testing.T) {
 			p := be.AppendUint64(nil, r.Offset)
 			w.Write(chunk(replyFlagDone, replyTypeOffsetHole, r.Handle, be.AppendUint32(p, 0)))
 		}, true},
-		{"huge chunk", func(w io.Writer, r request) { w.Write(chunk(replyFlagDone, replyTypeOffsetData, r.Handle, nil)[:16]); w.Write([]byte{0xff, 0xff, 0xff, 0xff}) }, true},
+		{"huge chunk", func(w io.Writer, r request) {
+			w.Write(chunk(replyFlagDone, replyTypeOffsetData, r.Handle, nil)[:16])
+			w.Write([]byte{0xff, 0xff, 0xff, 0xff})
+		}, true},
 		{"error chunk", func(w io.Writer, r request) {
 			p := be.AppendUint32(nil, 5)
 			p = be.AppendUint16(p, 4)
