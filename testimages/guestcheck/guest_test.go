@@ -86,6 +86,7 @@ func TestGuestBackupEndToEnd(t *testing.T) {
 	checkImage(t, "backup", target, disk.Files, true)
 	checkImage(t, "guest disk after shutdown", disk.Path, disk.Files, false)
 
+	t.Logf("fsfreeze froze %d filesystems", n)
 	t.Logf("timings: boot %v, fsfreeze %v, fsthaw %v, backup (freeze+begin+thaw %v, job to completion) %v, ACPI shutdown %v",
 		boot.Round(time.Millisecond), frozen.Round(time.Millisecond), thawed.Round(time.Millisecond),
 		window.Round(time.Millisecond), backup.Round(time.Millisecond), shutdown.Round(time.Millisecond))
