@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/klauspost/compress/zlib"
 
@@ -258,6 +259,9 @@ func (s *sparseExtent) mapAt(rel int64) (runs.Run, error) {
 	}}, nil
 }
 
+// readBufs recycles the buffers compressed grains are read into.
+var readBufs = sync.Pool{New: func() any { return new([]byte) }}
+
 // gtEntry is entry i of a raw grain table.
 func gtEntry(t []byte, i int64) uint32 { return binary.LittleEndian.Uint32(t[4*i:]) }
 
@@ -285,21 +289,39 @@ func (s *sparseExtent) inflate(grain, off int64) ([]byte, error) {
 // deflate data in a zlib stream).
 func (s *sparseExtent) inflateInto(g []byte, grain, off int64) error {
 	fsize := s.f.Size()
-	var data []byte
+	// One pread fetches the marker and, usually, all the compressed data
+	// (it is rarely larger than the grain).
+	bufp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bufp)
+	want := min(GrainMarkerSize+s.grainSize, fsize-off)
+	if int64(cap(*bufp)) < want {
+		*bufp = make([]byte, want)
+	}
+	buf := (*bufp)[:want]
+	n, err := s.f.ReadAt(buf, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s: reading compressed grain at %d: %w", s.name, off, err)
+	}
+	buf = buf[:n]
+	data := buf
 	if s.markers {
-		var m [GrainMarkerSize]byte
-		if _, err := s.f.ReadAt(m[:], off); err != nil {
-			return fmt.Errorf("%s: reading grain marker at %d: %w", s.name, off, err)
+		if len(buf) < GrainMarkerSize {
+			return s.errAt(off, len(buf), "grain marker past the end of the file")
 		}
-		n := int64(binary.LittleEndian.Uint32(m[8:]))
-		if n == 0 || n > 2*s.grainSize || off+GrainMarkerSize+n > fsize {
-			return s.errAt(off, n, "bad compressed grain length")
+		size := int64(binary.LittleEndian.Uint32(buf[8:]))
+		if size == 0 || size > 2*s.grainSize || off+GrainMarkerSize+size > fsize {
+			return s.errAt(off, size, "bad compressed grain length")
 		}
-		data = make([]byte, n)
-		if _, err := s.f.ReadAt(data, off+GrainMarkerSize); err != nil {
-			return fmt.Errorf("%s: reading compressed grain at %d: %w", s.name, off, err)
+		if GrainMarkerSize+size <= int64(len(buf)) {
+			data = buf[GrainMarkerSize : GrainMarkerSize+size]
+		} else {
+			data = make([]byte, size)
+			if _, err := s.f.ReadAt(data, off+GrainMarkerSize); err != nil {
+				return fmt.Errorf("%s: reading compressed grain at %d: %w", s.name, off, err)
+			}
 		}
-	} else {
+	} else if int64(len(buf)) < min(2*s.grainSize, fsize-off) {
+		// No marker gives the length: take up to two grains, as qemu.
 		data = make([]byte, min(2*s.grainSize, fsize-off))
 		n, err := s.f.ReadAt(data, off)
 		if err != nil && !errors.Is(err, io.EOF) {
@@ -311,7 +333,7 @@ func (s *sparseExtent) inflateInto(g []byte, grain, off int64) error {
 	if err != nil {
 		return s.errAt(off, nil, "compressed grain %d: %v", grain, err)
 	}
-	n, err := io.ReadFull(zr, g)
+	n, err = io.ReadFull(zr, g)
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 		return s.errAt(off, nil, "compressed grain %d: %v", grain, err)
 	}
