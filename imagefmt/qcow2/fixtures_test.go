@@ -353,3 +353,47 @@ func blocks(t *testing.T, name string) int64 {
 	}
 	return st.Blocks * 512
 }
+
+// countingFile counts the reads that reach the image file.
+type countingFile struct {
+	vdisk.File
+	mu    sync.Mutex
+	reads [][2]int64
+}
+
+func (c *countingFile) ReadAt(p []byte, off int64) (int, error) {
+	c.mu.Lock()
+	c.reads = append(c.reads, [2]int64{off, int64(len(p))})
+	c.mu.Unlock()
+	return c.File.ReadAt(p, off)
+}
+
+// TestReadCoalesces: a read over clusters that follow each other in the
+// file is one pread, once the tables are cached.
+func TestReadCoalesces(t *testing.T) {
+	var fx testimages.Qcow2Fixture
+	for _, f := range testimages.Qcow2Fixtures(t) {
+		if f.Name == "bitmaps" { // 1 MiB written at 0 in one request
+			fx = f
+		}
+	}
+	f, err := vdisk.OpenOSFile(fx.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf := &countingFile{File: f}
+	img, err := Open(cf, vdisk.OpenOptions{Name: fx.Path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	buf := make([]byte, 1<<20)
+	img.ReadAt(buf, 0) // loads the L1 chunk and the L2 table
+	cf.reads = nil
+	if _, err := img.ReadAt(buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	if len(cf.reads) != 1 || cf.reads[0][1] != 1<<20 {
+		t.Errorf("1 MiB of contiguous clusters read with %d preads: %v", len(cf.reads), cf.reads)
+	}
+}
