@@ -155,7 +155,7 @@ func DefineGuest(t testing.TB, conn *libvirt.Libvirt, o GuestOptions) *Guest {
 
 // StartGuest defines and starts a test guest (or creates it, if Transient)
 // and waits until its console shows GuestReadyMarker and, unless NoAgent,
-// libvirt sees the guest agent connected. Cleanup is as for DefineGuest.
+// the guest agent answers. Cleanup is as for DefineGuest.
 func StartGuest(t testing.TB, conn *libvirt.Libvirt, o GuestOptions) *Guest {
 	t.Helper()
 	g := newGuest(t, conn, o)
@@ -272,8 +272,10 @@ func uniqueGuestName(test string) string {
 	return GuestDomainPrefix + s + "-" + hex.EncodeToString(rnd[:])
 }
 
-// Start starts the defined guest with a fresh console file and waits for it
-// to boot, as StartGuest does.
+// Start starts the defined guest with a fresh console file (libvirt opens
+// it in append mode) and waits for GuestReadyMarker and the agent, as
+// StartGuest does. A guest that is not the test guest never prints the
+// marker: start it with Conn.DomainCreate and use WaitConsole instead.
 func (g *Guest) Start() error {
 	if g.ConsolePath != "" {
 		if err := os.Remove(g.ConsolePath); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -21,6 +21,9 @@ import (
 // while frozen, checks the backup with qemu-img, e2fsck and a loop mount,
 // and shuts the guest down by ACPI. It logs the time of each step.
 func TestGuestBackupEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM")
+	}
 	t.Parallel()
 	testimages.RequireRoot(t)
 	testimages.RequireTools(t, "qemu-img", "e2fsck", "losetup", "mount")
@@ -215,6 +218,9 @@ func checkImage(t *testing.T, what, image string, files map[string]string, count
 // /autorun.sh, which prints a file of the disk on the console, the way the
 // restore and inject tests read what a guest sees; then pulls the plug.
 func TestGuestAutorunTransient(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM")
+	}
 	t.Parallel()
 	testimages.RequireRoot(t)
 	conn := testimages.LibvirtConn(t)
