@@ -56,6 +56,11 @@ func Qcow2Fixtures(t testing.TB) []Qcow2Fixture {
 	t.Helper()
 	RequireTools(t, "qemu-img", "qemu-io")
 	lower := Get(t, "qcow2-lower", qcow2LowerVersion, buildQcow2Lower)
+	// chain3's top records this path: it must not depend on the cwd.
+	lower, err := filepath.Abs(lower)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := Get(t, "qcow2-variants", qcow2VariantsVersion+"-"+qcow2LowerVersion, func(dir string) error {
 		return buildQcow2Variants(dir, lower)
 	})
