@@ -11,6 +11,7 @@ import (
 // at its offset and, for filesystems, that the bytes there are those of
 // the filesystem image whose oracle it names.
 func TestDisks(t *testing.T) {
+	skipShort(t)
 	for _, name := range DiskVariants {
 		t.Run(name, func(t *testing.T) {
 			d := GetDisk(t, name)

@@ -10,6 +10,7 @@ import (
 // TestExtVariants builds every ext variant and checks its oracle holds
 // the features the recipe promises.
 func TestExtVariants(t *testing.T) {
+	skipShort(t)
 	RequireRoot(t)
 	RequireTools(t, ExtTools...)
 	vs := ExtVariants
@@ -106,6 +107,7 @@ func checkExtOracle(t *testing.T, x *ExtImage, m *Manifest) {
 // the oracle of the variants this kernel cannot mount, against the kernel
 // on one it can.
 func TestFuse2fsAgreesWithKernel(t *testing.T) {
+	skipShort(t)
 	x := GetExt(t, ExtVariants[slices.IndexFunc(ExtVariants, func(v ExtVariant) bool { return v.Name == "ext4" })])
 	want, err := x.Oracle()
 	if err != nil {

@@ -30,11 +30,12 @@ type FATVariant struct {
 	LargeSize int64 `json:"large_size,omitempty"`
 }
 
-// FATVariants are the FAT fixtures.
+// FATVariants are the FAT fixtures. mcopy takes time quadratic in the
+// size of a directory, so big/ is smaller than elsewhere.
 var FATVariants = []FATVariant{
 	{Name: "fat12", Bits: 12, SizeMiB: 16, SectorsPerCluster: 16, BigDir: 200, LargeSize: 1 << 20},
 	{Name: "fat16", Bits: 16, SizeMiB: 96, SectorsPerCluster: 4, BigDir: 1000},
-	{Name: "fat32", Bits: 32, SizeMiB: 96, SectorsPerCluster: 1},
+	{Name: "fat32", Bits: 32, SizeMiB: 96, SectorsPerCluster: 1, BigDir: 2500},
 }
 
 const fatVersion = "f1"

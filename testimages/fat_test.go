@@ -9,6 +9,7 @@ import (
 // (mcopy -s -m out of the image): the copy must match the oracle in
 // FATCompare's fields, and the deleted entries must be gone.
 func TestFATVariants(t *testing.T) {
+	skipShort(t)
 	for _, v := range FATVariants {
 		t.Run(v.Name, func(t *testing.T) {
 			x := GetFAT(t, v)

@@ -9,6 +9,7 @@ import (
 // TestNTFSVariants builds every NTFS variant and checks its oracle holds
 // the features the recipe promises.
 func TestNTFSVariants(t *testing.T) {
+	skipShort(t)
 	for _, v := range NTFSVariants {
 		t.Run(v.Name, func(t *testing.T) {
 			x := GetNTFS(t, v)

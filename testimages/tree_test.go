@@ -207,3 +207,11 @@ func TestScanFSMatchesScanDir(t *testing.T) {
 		t.Errorf("sparse/hole-middle extents %v, %v; want 2", exts, err)
 	}
 }
+
+// skipShort skips tests that build image fixtures under go test -short.
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds image fixtures; not with -short")
+	}
+}
