@@ -15,9 +15,15 @@
 //     (fsys.FileSystem), Compare lists their differences, WriteJSON and
 //     ReadJSON cache an oracle next to its image. HostFS is an
 //     fsys.FileSystem over a host directory.
-//   - Recipes build images with their oracles: ExtVariants/BuildExt (ext2/3/4
-//     feature variants), NTFS and FAT images, partitioned Disks and LVM
-//     volume groups, each with the expected volume list.
+//   - Recipes build images with their oracles, cached: ExtVariants with
+//     BuildExt/GetExt (ext2/3/4 feature variants; kernel loop mount, or
+//     fuse2fs+debugfs where this kernel cannot mount), NTFSVariants with
+//     BuildNTFS/GetNTFS (ntfs-3g), FATVariants with BuildFAT/GetFAT (the
+//     source tree), and DiskVariants with BuildDisk/GetDisk: GPT (512 B and
+//     4 KiB sectors, hybrid, damaged primary), MBR with logical
+//     partitions, no table, and an LVM volume group over two disks, each
+//     with its expected Volume list (name, offset, size, fs, label, uuid,
+//     oracle manifest).
 //   - A real VM for backup, restore and inject tests: LibvirtConn connects to
 //     the libvirtd that scripts/libvirt-up.sh starts (`make test` runs it);
 //     NewGuestDisk makes an ext4 guest disk (GuestFiles, optional
