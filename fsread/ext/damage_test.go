@@ -357,3 +357,67 @@ func fixDirCsum(f *FS, b []byte, d *dir, blk uint64) {
 	c := disklayout.DirBlockChecksum(f.inodeSeed(d.n), data)
 	le.PutUint32(data[len(data)-4:], c)
 }
+
+// TestEncrypted flags a file and a symlink as encrypted: both are listed
+// and stat'ed, their content and target refused as unsupported.
+func TestEncrypted(t *testing.T) {
+	clean := damageImage(t)
+	cf, err := openBytes(clean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bytes.Clone(clean)
+	a, link := mustLookup(t, cf, "plain/a"), mustLookup(t, cf, "link")
+	for _, ino := range []uint64{a, link} {
+		off := cf.inodeOffset(ino) + 0x20
+		le.PutUint32(b[off:], le.Uint32(b[off:])|disklayout.FlagEncrypt)
+		fixInodeCsum(cf, b, ino)
+	}
+	f, err := openBytes(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Stat(a); err != nil {
+		t.Errorf("Stat: %v", err)
+	}
+	if _, err := f.Open(a); !errors.Is(err, fsys.ErrUnsupported) {
+		t.Errorf("Open: %v, want ErrUnsupported", err)
+	}
+	if _, err := f.Readlink(link); !errors.Is(err, fsys.ErrUnsupported) {
+		t.Errorf("Readlink: %v, want ErrUnsupported", err)
+	}
+	if ents, err := f.ReadDir(mustLookup(t, f, "plain")); err != nil || len(ents) != 3 {
+		t.Errorf("ReadDir: %v, %v", ents, err)
+	}
+}
+
+// TestConcurrent reads one FS from several goroutines (run with -race):
+// every walk must see the same tree.
+func TestConcurrent(t *testing.T) {
+	clean := damageImage(t)
+	f, err := Open(bytes.NewReader(clean), int64(len(clean)), Options{Name: "dmg", CacheBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := testimages.ScanFS(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			got, err := testimages.ScanFS(f)
+			if err == nil {
+				if d := testimages.Compare(want, got, testimages.ExtCompare()); len(d) > 0 {
+					err = fmt.Errorf("concurrent walk differs: %v", d)
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -272,6 +272,9 @@ func (f *FS) notExist(dir uint64, name string) error {
 
 // lookup returns the inode of name in d, 0 if absent.
 func (f *FS) lookup(d *dir, name []byte) (uint64, error) {
+	if len(name) == 2 && name[0] == '.' && name[1] == '.' {
+		return f.parent(d)
+	}
 	var key []byte // what entries are compared with
 	exact := true  // key is folded the kernel's way (see casefold.go)
 	if d.fold && !isDots(name) {
@@ -320,13 +323,33 @@ func (f *FS) lookup(d *dir, name []byte) (uint64, error) {
 		}
 		return true
 	})
-	if found == 0 && d.m == nil && len(name) == 2 && name[0] == '.' && name[1] == '.' {
-		found = uint64(le.Uint32(d.n.iblock())) // inline dirs keep the parent in i_block[0]
-	}
 	if found != 0 {
 		return found, nil
 	}
 	return 0, err
+}
+
+// parent reads ".." : the second entry of block 0 (in htree directories
+// too, whose root starts with fake "." and ".." entries), or the first
+// word of i_block in an inline directory.
+func (f *FS) parent(d *dir) (uint64, error) {
+	if d.m == nil {
+		return uint64(le.Uint32(d.n.iblock())), nil
+	}
+	cb, err := f.dirBlock(d, 0)
+	if err != nil || cb == nil {
+		return 0, err
+	}
+	b := cb.data
+	rl := disklayout.RecLen(le.Uint16(b[4:]), f.bs)
+	if rl < disklayout.DirentMinLen(1) || rl > f.bs-disklayout.DirentMinLen(2) {
+		return 0, f.corrupt(d.n.ino, f.blockOff(cb.blk), "bad \".\" entry")
+	}
+	e, _ := disklayout.DecodeDirent(b[rl:])
+	if e.NameLen != 2 || b[rl+8] != '.' || b[rl+9] != '.' || uint64(e.Inode) > f.inodes {
+		return 0, f.corrupt(d.n.ino, f.blockOff(cb.blk)+int64(rl), "no \"..\" entry")
+	}
+	return uint64(e.Inode), nil
 }
 
 // isIndexed says whether d is an htree directory.

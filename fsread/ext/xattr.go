@@ -71,13 +71,17 @@ func (f *FS) parseXattrs(ino uint64, area []byte, first, base int, off int64, wh
 		if e.ValueSize > maxXattrValue {
 			return nil, bad(p, "value of %d bytes is larger than the kernel allows", e.ValueSize)
 		}
-		if e.ValueInum == 0 {
+		if e.ValueInum == 0 && e.ValueSize > 0 {
+			// An empty value may have any offset (the kernel writes 0).
 			vo := base + int(e.ValueOffs)
 			if int(e.ValueSize) > len(area)-vo || vo < first {
 				return nil, bad(p, "value (%d bytes at %d) runs past the end", e.ValueSize, e.ValueOffs)
 			}
 			x.value = area[vo : vo+int(e.ValueSize)]
-		} else if !f.sb.HasIncompat(disklayout.IncompatEaInode) {
+		} else if e.ValueInum == 0 {
+			x.value = []byte{}
+		}
+		if e.ValueInum != 0 && !f.sb.HasIncompat(disklayout.IncompatEaInode) {
 			return nil, bad(p, "value in inode %d without the ea_inode feature", e.ValueInum)
 		}
 		out = append(out, x)
