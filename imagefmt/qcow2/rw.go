@@ -24,10 +24,13 @@ import (
 // stops half way (see refcount_rw.go); `qemu-img check` finds the image
 // clean after Close.
 //
+// Internal snapshots are kept intact: an L2 table or data cluster shared
+// with a snapshot (copied flag clear, refcount above one) is copied before
+// it is written, and the snapshot keeps the original.
+//
 // Images that need more than that are refused by name: dirty (lazy
-// refcounts not written back) or corrupt ones, internal snapshots (shared
-// clusters would need copy-on-write of L2 tables), persistent dirty
-// bitmaps (they would silently go stale), external data files, extended L2
+// refcounts not written back) or corrupt ones, persistent dirty bitmaps
+// (they would silently go stale), external data files, extended L2
 // entries, refcounts narrower than 8 bits, encryption.
 //
 // RW is safe for concurrent use; calls are serialized.
@@ -157,8 +160,6 @@ func (rw *RW) refuse() error {
 		return unsupErr(rw.name, 72, h.IncompatibleFeatures, "in-place writes to images with an external data file are not supported")
 	case h.ExtendedL2:
 		return unsupErr(rw.name, 72, h.IncompatibleFeatures, "in-place writes to images with extended L2 entries (subclusters) are not supported")
-	case h.NbSnapshots > 0:
-		return unsupErr(rw.name, 60, h.NbSnapshots, "image has %d internal snapshot(s): in-place writes would need copy-on-write of shared tables, which vmmount does not do; delete them (qemu-img snapshot -d) or convert the image", h.NbSnapshots)
 	case h.Bitmaps != nil && h.Bitmaps.NbBitmaps > 0:
 		return unsupErr(rw.name, -1, h.Bitmaps.NbBitmaps, "image has persistent dirty bitmaps, which in-place writes would leave stale; remove them (qemu-img bitmap --remove) first")
 	case h.CryptMethod != CryptNone:

@@ -28,33 +28,81 @@ func (rw *RW) l2Table(i int64, create bool) (int64, []uint64, error) {
 		}
 		return rw.newL2(i)
 	}
+	t, ok := rw.l2[off]
+	if !ok {
+		var err error
+		if t, err = rw.loadL2(i, off, entryOff); err != nil {
+			return 0, nil, err
+		}
+	}
 	if create && e&EntryCopied == 0 {
-		// Copied clear: the table is shared (refcount > 1), which only
-		// internal snapshots do, and those are refused at open; or the
-		// flag is wrong. Either way do not write into it.
-		return 0, nil, unsupErr(rw.name, entryOff, e, "L2 table of L1 entry %d is shared (copied flag clear); run qemu-img check -r all", i)
+		// Copied clear: the table is shared with an internal snapshot
+		// (refcount > 1). Writing needs a private copy.
+		return rw.cowL2(i, off, t)
 	}
-	if t, ok := rw.l2[off]; ok {
-		return off, t, nil
-	}
+	return off, t, nil
+}
+
+// loadL2 reads and caches the L2 table at off, named by L1 entry i.
+func (rw *RW) loadL2(i, off, entryOff int64) ([]uint64, error) {
 	if off%rw.cs != 0 || off < rw.cs || off+rw.cs > rw.end {
-		return 0, nil, fmtErr(rw.name, entryOff, off, "L1 entry %d: L2 table misaligned or outside the file", i)
+		return nil, fmtErr(rw.name, entryOff, off, "L1 entry %d: L2 table misaligned or outside the file", i)
 	}
 	if w, ok := rw.meta[off/rw.cs]; ok && w != "L2 table" {
-		return 0, nil, fmtErr(rw.name, entryOff, off, "L1 entry %d: L2 table inside the %s", i, w)
+		return nil, fmtErr(rw.name, entryOff, off, "L1 entry %d: L2 table inside the %s", i, w)
 	}
 	buf := make([]byte, rw.cs)
 	if err := readFull(rw.f, buf, off); err != nil {
-		return 0, nil, rw.ioErr("L2 table", off, err)
+		return nil, rw.ioErr("L2 table", off, err)
 	}
 	t := make([]uint64, rw.cs/8)
 	for j := range t {
 		t[j] = binary.BigEndian.Uint64(buf[j*8:])
 	}
+	rw.cacheL2(off, t)
+	return t, nil
+}
+
+func (rw *RW) cacheL2(off int64, t []uint64) {
 	if int64(len(rw.l2)+1)*rw.cs > maxCachedL2Bytes {
 		clear(rw.l2)
 	}
 	rw.l2[off] = t
+}
+
+// cowL2 gives L1 entry i a private copy of the shared L2 table old at
+// oldOff. Refcounts of the clusters it maps do not change: qcow2 counts a
+// data cluster once per L1 table that reaches it (qemu-img check walks the
+// active and every snapshot L1 table), and after the copy the active L1
+// reaches each cluster through the copy instead of the shared table. The
+// entries are copied as they are: their copied flags are clear (counts of
+// two or more), so writes into those clusters copy them in turn.
+func (rw *RW) cowL2(i, oldOff int64, old []uint64) (int64, []uint64, error) {
+	h, err := rw.allocClusters(1)
+	if err != nil {
+		return 0, nil, err
+	}
+	off := h * rw.cs
+	t := make([]uint64, len(old))
+	buf := make([]byte, rw.cs)
+	for j, e := range old {
+		t[j] = e
+		binary.BigEndian.PutUint64(buf[j*8:], e)
+	}
+	if _, err := rw.f.WriteAt(buf, off); err != nil {
+		return 0, nil, writeError(rw.name, "L2 table", off, err)
+	}
+	rw.meta[h] = "L2 table"
+	rw.l1[i] = uint64(off) | EntryCopied
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], rw.l1[i])
+	if _, err := rw.f.WriteAt(b[:], rw.l1Off+i*8); err != nil {
+		return 0, nil, writeError(rw.name, "L1 entry", rw.l1Off+i*8, err)
+	}
+	rw.cacheL2(off, t)
+	if err := rw.addRef(oldOff/rw.cs, -1); err != nil {
+		return 0, nil, err
+	}
 	return off, t, nil
 }
 

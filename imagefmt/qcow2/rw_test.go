@@ -225,14 +225,11 @@ func TestRWRefuses(t *testing.T) {
 	setBit(dirty, IncompatDirty)
 	corrupt := mk("corrupt.qcow2")
 	setBit(corrupt, IncompatCorrupt)
-	snap := mk("snap.qcow2")
-	qemuImgRun(t, "snapshot", "-c", "s1", snap)
 	bitmap := mk("bitmap.qcow2")
 	qemuImgRun(t, "bitmap", "--add", bitmap, "b0")
 	for _, tc := range []struct{ path, want string }{
 		{dirty, "dirty"},
 		{corrupt, "corrupt"},
-		{snap, "snapshot"},
 		{bitmap, "bitmap"},
 		{mk("ext.qcow2", "-o", "extended_l2=on"), "extended L2"},
 		{mk("data.qcow2", "-o", "data_file="+filepath.Join(dir, "data.raw")), "data file"},
@@ -372,4 +369,67 @@ func TestRWRefcountGrowth(t *testing.T) {
 	r := filepath.Join(dir, "want.raw")
 	os.WriteFile(r, want, 0o644)
 	qemuCompare(t, p, "qcow2", r, "raw")
+}
+
+// TestRWSnapshots writes through RW into an image with internal snapshots:
+// shared L2 tables and clusters must be copied, the snapshots must still
+// read as they were, and the refcounts must stay exact.
+func TestRWSnapshots(t *testing.T) {
+	requireQemu(t)
+	for _, cs := range []int64{512, 65536} {
+		t.Run(fmt.Sprint(cs), func(t *testing.T) {
+			dir := t.TempDir()
+			rng := rand.New(rand.NewPCG(uint64(cs), 3))
+			size := int64(6 << 20)
+			want := randomBytes(rng, int(size))
+			clear(want[1<<20 : 2<<20])
+			src := filepath.Join(dir, "src.raw")
+			os.WriteFile(src, want, 0o644)
+			p := filepath.Join(dir, "img.qcow2")
+			qemuImgRun(t, "convert", "-q", "-O", "qcow2", "-o", fmt.Sprintf("cluster_size=%d", cs), src, p)
+			qemuImgRun(t, "snapshot", "-c", "s1", p)
+			// Change part of the active layer with qemu, then snapshot again.
+			if out, err := exec.Command("qemu-io", "-c", "write -P 0x11 3M 100k", p).CombinedOutput(); err != nil {
+				t.Fatalf("qemu-io: %v\n%s", err, out)
+			}
+			s1 := bytes.Clone(want)
+			for i := 3 << 20; i < 3<<20+100<<10; i++ {
+				want[i] = 0x11
+			}
+			qemuImgRun(t, "snapshot", "-c", "s2", p)
+			s2 := bytes.Clone(want)
+
+			rw, err := OpenRW(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 200 {
+				off := rng.Int64N(size)
+				n := min(int64(1+rng.IntN(int(3*cs))), size-off)
+				data := randomBytes(rng, int(n))
+				if _, err := rw.WriteAt(data, off); err != nil {
+					t.Fatal(err)
+				}
+				copy(want[off:], data)
+			}
+			if err := rw.Close(); err != nil {
+				t.Fatal(err)
+			}
+			qemuCheck(t, p)
+			for name, content := range map[string][]byte{"": want, "s1": s1, "s2": s2} {
+				r := filepath.Join(dir, "want"+name+".raw")
+				os.WriteFile(r, content, 0o644)
+				if name == "" {
+					qemuCompare(t, p, "qcow2", r, "raw")
+					continue
+				}
+				out := filepath.Join(dir, name+".raw")
+				qemuImgRun(t, "convert", "-q", "-l", "snapshot.name="+name, "-O", "raw", p, out)
+				got, _ := os.ReadFile(out)
+				if !bytes.Equal(got, content) {
+					t.Errorf("snapshot %s changed", name)
+				}
+			}
+		})
+	}
 }
