@@ -4,12 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"os"
 	"sort"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // ClusterKind says how a Writer stores one virtual cluster.
@@ -431,50 +427,5 @@ func (w *Writer) writeRefcountTable() error {
 	}
 	w.hdr.RefcountTableOffset = uint64(tableAt * cs)
 	w.hdr.RefcountTableClusters = uint32(T)
-	return nil
-}
-
-// appendBuf adds b to bufs, merging it into the last buffer when it follows
-// it in memory (clusters of one read buffer), so pwritev gets few vectors.
-func appendBuf(bufs [][]byte, b []byte) [][]byte {
-	if n := len(bufs); n > 0 {
-		last := bufs[n-1]
-		if len(b) > 0 && cap(last)-len(last) >= len(b) &&
-			unsafe.Add(unsafe.Pointer(unsafe.SliceData(last)), len(last)) == unsafe.Pointer(unsafe.SliceData(b)) {
-			bufs[n-1] = last[:len(last)+len(b)]
-			return bufs
-		}
-	}
-	return append(bufs, b)
-}
-
-// pwritev writes bufs back to back at off, all of them.
-func pwritev(f *os.File, bufs [][]byte, off int64) error {
-	const iovMax = 1024
-	fd := int(f.Fd())
-	for len(bufs) > 0 {
-		vec := bufs[:min(len(bufs), iovMax)]
-		n, err := unix.Pwritev(fd, vec, off)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return io.ErrShortWrite
-		}
-		off += int64(n)
-		// Drop what was written; a short write leaves part of a buffer.
-		for n > 0 {
-			if n >= len(bufs[0]) {
-				n -= len(bufs[0])
-				bufs = bufs[1:]
-			} else {
-				bufs[0] = bufs[0][n:]
-				n = 0
-			}
-		}
-	}
 	return nil
 }
