@@ -262,6 +262,20 @@ func (s *sparseExtent) mapAt(rel int64) (runs.Run, error) {
 // readBufs recycles the buffers compressed grains are read into.
 var readBufs = sync.Pool{New: func() any { return new([]byte) }}
 
+// zlibReaders recycles inflaters: a new one per grain costs more in
+// allocation and garbage collection than the inflating.
+var zlibReaders sync.Pool
+
+func zlibReader(data []byte) (io.ReadCloser, error) {
+	if zr, ok := zlibReaders.Get().(io.ReadCloser); ok {
+		if err := zr.(zlib.Resetter).Reset(bytes.NewReader(data), nil); err != nil {
+			return nil, err
+		}
+		return zr, nil
+	}
+	return zlib.NewReader(bytes.NewReader(data))
+}
+
 // gtEntry is entry i of a raw grain table.
 func gtEntry(t []byte, i int64) uint32 { return binary.LittleEndian.Uint32(t[4*i:]) }
 
@@ -329,10 +343,11 @@ func (s *sparseExtent) inflateInto(g []byte, grain, off int64) error {
 		}
 		data = data[:n]
 	}
-	zr, err := zlib.NewReader(bytes.NewReader(data))
+	zr, err := zlibReader(data)
 	if err != nil {
 		return s.errAt(off, nil, "compressed grain %d: %v", grain, err)
 	}
+	defer zlibReaders.Put(zr)
 	n, err = io.ReadFull(zr, g)
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 		return s.errAt(off, nil, "compressed grain %d: %v", grain, err)
