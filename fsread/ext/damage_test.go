@@ -120,7 +120,8 @@ func readAll(f *FS, ino uint64) ([]byte, error) {
 func (f *FS) inodeOffset(ino uint64) int64 {
 	g := (ino - 1) / uint64(f.ipg)
 	idx := (ino - 1) % uint64(f.ipg)
-	return int64(f.groups[g].inodeTable)*int64(f.bs) + int64(idx)*int64(f.inodeSize)
+	gr, _ := f.group(g)
+	return int64(gr.inodeTable)*int64(f.bs) + int64(idx)*int64(f.inodeSize)
 }
 
 // physOf maps a logical block of an inode.

@@ -41,10 +41,9 @@ func (c *dirCache) get(ino uint64) *dirIndex {
 	return nil
 }
 
+// add caches x; dirIndexFor builds none larger than a quarter of the
+// budget, so one huge directory cannot flush everything else.
 func (c *dirCache) add(x *dirIndex) {
-	if x.bytes > c.budget/4 {
-		return // one huge directory must not flush everything else
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.m[x.ino]; ok {
@@ -86,10 +85,10 @@ func (f *FS) dirIndexFor(d *dir) *dirIndex {
 			x.names[string(key)] = e.ino // the first match wins, as in a scan
 			x.bytes += int64(len(key)) + 48
 		}
-		return len(x.names) < maxDirEntries
+		return x.bytes <= f.dirs.budget/4
 	})
-	if err != nil {
-		return nil
+	if err != nil || x.bytes > f.dirs.budget/4 {
+		return nil // damaged, or too large to cache: lookups scan
 	}
 	f.dirs.add(x)
 	return x

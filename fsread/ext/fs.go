@@ -62,7 +62,7 @@ type FS struct {
 	blocks    uint64 // blocks in the volume
 	inodes    uint64 // highest valid inode number
 	firstData uint64
-	groups    []group
+	ngroups   uint64
 	gdtBase   uint64 // first group descriptor block (after the superblock in use)
 
 	csum       bool   // metadata_csum
@@ -82,7 +82,6 @@ type FS struct {
 type group struct {
 	inodeTable uint64
 	flags      uint16
-	bad        string // why this group's inodes cannot be trusted, if so
 }
 
 var _ fsys.FileSystem = (*FS)(nil)
@@ -322,50 +321,70 @@ func (f *FS) descBlock(m uint64, perBlock uint64) uint64 {
 	return b
 }
 
-// loadGroups reads and checks every group descriptor. A descriptor whose
-// checksum or inode table location is wrong marks only its group bad.
-func (f *FS) loadGroups() error {
-	ngroups := (f.blocks - f.firstData + uint64(f.bpg) - 1) / uint64(f.bpg)
+// group reads the descriptor of group g through the block cache (they are
+// read on demand, so a volume's size costs no memory up front) and checks
+// its checksum and inode table location. A bad descriptor spoils only the
+// inodes of its group.
+func (f *FS) group(g uint64) (group, error) {
+	if g >= f.ngroups {
+		return group{}, fmt.Errorf("group %d past the last group %d", g, f.ngroups-1)
+	}
 	ds := uint64(f.sb.DescSizeBytes())
 	perBlock := uint64(f.bs) / ds
-	groups := make([]group, 0, ngroups)
+	blk := f.descBlock(g/perBlock, perBlock)
+	if blk >= f.blocks {
+		return group{}, fmt.Errorf("group %d descriptor block %d is outside the volume", g, blk)
+	}
+	cb, err := f.block(blk)
+	if err != nil {
+		return group{}, fmt.Errorf("reading group %d descriptor: %v", g, err)
+	}
+	i := g % perBlock
+	raw := cb.data[i*ds : (i+1)*ds]
+	gd, _ := disklayout.DecodeGroupDesc(raw)
+	gr := group{inodeTable: gd.InodeTable(), flags: gd.Flags}
+	if f.csum || f.sb.HasRoCompat(disklayout.RoCompatGdtCsum) {
+		if c := disklayout.GroupDescChecksum(f.sb, f.seed, uint32(g), raw); c != gd.Checksum {
+			return gr, fmt.Errorf("group %d descriptor checksum mismatch (stored %#04x, computed %#04x)", g, gd.Checksum, c)
+		}
+	}
 	itBlocks := (uint64(f.ipg)*uint64(f.inodeSize) + uint64(f.bs) - 1) / uint64(f.bs)
-	buf := make([]byte, f.bs)
-	var bad int
-	for m := uint64(0); uint64(len(groups)) < ngroups; m++ {
-		blk := f.descBlock(m, perBlock)
-		if blk >= f.blocks {
+	if gr.inodeTable < f.firstData || gr.inodeTable >= f.blocks || f.blocks-gr.inodeTable < itBlocks {
+		return gr, fmt.Errorf("group %d inode table at block %d is outside the volume", g, gr.inodeTable)
+	}
+	return gr, nil
+}
+
+// maxGroupScan bounds the descriptors Open checks to warn about damage up
+// front (all of them on volumes up to 8 TiB with 4 KiB blocks).
+const maxGroupScan = 1 << 16
+
+// loadGroups checks the group descriptors at Open: the descriptor blocks
+// must be inside the volume, and damaged descriptors are named in the
+// warnings (their inodes will fail with the reason).
+func (f *FS) loadGroups() error {
+	f.ngroups = (f.blocks - f.firstData + uint64(f.bpg) - 1) / uint64(f.bpg)
+	ds := uint64(f.sb.DescSizeBytes())
+	perBlock := uint64(f.bs) / ds
+	for m := uint64(0); m*perBlock < f.ngroups; m++ {
+		if blk := f.descBlock(m, perBlock); blk >= f.blocks {
 			return f.corrupt(0, f.blockOff(blk), "group descriptor block %d of meta group %d is outside the volume", blk, m)
 		}
-		if err := f.dev.readAt(buf, int64(blk)*int64(f.bs)); err != nil {
-			return f.corrupt(0, f.blockOff(blk), "reading group descriptors: %v", err)
+		if m*perBlock > maxGroupScan {
+			break
 		}
-		for i := uint64(0); i < perBlock && uint64(len(groups)) < ngroups; i++ {
-			nr := uint64(len(groups))
-			raw := buf[i*ds : (i+1)*ds]
-			gd, _ := disklayout.DecodeGroupDesc(raw)
-			g := group{inodeTable: gd.InodeTable(), flags: gd.Flags}
-			if f.csum || f.sb.HasRoCompat(disklayout.RoCompatGdtCsum) {
-				if c := disklayout.GroupDescChecksum(f.sb, f.seed, uint32(nr), raw); c != gd.Checksum {
-					g.bad = fmt.Sprintf("group %d descriptor checksum mismatch (stored %#04x, computed %#04x)", nr, gd.Checksum, c)
-				}
+	}
+	bad := 0
+	for g := uint64(0); g < min(f.ngroups, maxGroupScan); g++ {
+		if _, err := f.group(g); err != nil {
+			if bad++; bad <= 10 {
+				f.warn(err.Error() + " (its inodes are unreadable)")
 			}
-			if g.bad == "" && (g.inodeTable < f.firstData || g.inodeTable >= f.blocks || f.blocks-g.inodeTable < itBlocks) {
-				g.bad = fmt.Sprintf("group %d inode table at block %d is outside the volume", nr, g.inodeTable)
-			}
-			if g.bad != "" {
-				bad++
-				if bad <= 10 {
-					f.warn(g.bad + " (its inodes are unreadable)")
-				}
-			}
-			groups = append(groups, g)
 		}
 	}
 	if bad > 10 {
 		f.warn(fmt.Sprintf("%d group descriptors are damaged in all", bad))
 	}
-	f.groups = groups
 	return nil
 }
 

@@ -47,12 +47,9 @@ func (f *FS) inode(ino uint64) (*inode, error) {
 	}
 	g := (ino - 1) / uint64(f.ipg)
 	idx := (ino - 1) % uint64(f.ipg)
-	if g >= uint64(len(f.groups)) {
-		return nil, f.corrupt(ino, -1, "inode in group %d past the last group", g)
-	}
-	gr := &f.groups[g]
-	if gr.bad != "" {
-		return nil, f.corrupt(ino, -1, "%s", gr.bad)
+	gr, err := f.group(g)
+	if err != nil {
+		return nil, f.corrupt(ino, -1, "%v", err)
 	}
 	byteOff := idx * uint64(f.inodeSize)
 	blk := gr.inodeTable + byteOff/uint64(f.bs)

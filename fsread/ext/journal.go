@@ -43,7 +43,7 @@ func (f *FS) replayJournal() error {
 		f.warn("journal needed recovery but held no committed transactions")
 		return nil
 	}
-	oldSB, oldGroups := f.sb, f.groups
+	oldSB := f.sb
 	f.dev.ov = newOverlay(src)
 	f.cache.clear()
 	f.dirs.clear()
@@ -51,7 +51,8 @@ func (f *FS) replayJournal() error {
 		// Keep the pre-replay view rather than none.
 		f.dev.ov = nil
 		f.cache.clear()
-		f.sb, f.groups = oldSB, oldGroups
+		f.sb = oldSB
+		f.useSuper(oldSB)
 		return fmt.Errorf("after replay: %w", err)
 	}
 	f.warn(fmt.Sprintf("journal needed recovery: replayed %d transactions (%d blocks) in memory", res.Transactions, len(src)))
