@@ -422,3 +422,34 @@ func TestConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestHugeFileBlocks sets EXT4_HUGE_FILE_FL: i_blocks then counts
+// filesystem blocks, not 512-byte sectors (huge_file feature).
+func TestHugeFileBlocks(t *testing.T) {
+	clean := damageImage(t)
+	cf, err := openBytes(clean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cf.sb.HasRoCompat(disklayout.RoCompatHugeFile) {
+		t.Skip("fixture without huge_file")
+	}
+	a := mustLookup(t, cf, "plain/a")
+	b := bytes.Clone(clean)
+	off := cf.inodeOffset(a)
+	le.PutUint32(b[off+0x20:], le.Uint32(b[off+0x20:])|disklayout.FlagHugeFile)
+	le.PutUint32(b[off+0x1C:], 3) // i_blocks_lo
+	le.PutUint16(b[off+0x74:], 1) // i_blocks_high
+	fixInodeCsum(cf, b, a)
+	f, err := openBytes(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.Stat(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (int64(1)<<32 | 3) * int64(cf.bs/512); st.Blocks != want {
+		t.Errorf("Blocks %d, want %d", st.Blocks, want)
+	}
+}

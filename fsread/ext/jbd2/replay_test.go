@@ -251,6 +251,23 @@ func TestReplayDamage(t *testing.T) {
 			t.Errorf("err %v, want ErrUnsupported", err)
 		}
 	})
+	t.Run("pending fast commits", func(t *testing.T) {
+		w := newJournal(IncompatRevoke|IncompatFastCommit, 64)
+		be.PutUint32(w.buf[0x54:], 8) // 8 fast-commit blocks: the log ends at 56
+		w.fixSuper()
+		w.tx(10, []uint64{100}, [][]byte{fill("a")}, nil, true)
+		res, err := Replay(bytes.NewReader(w.buf), int64(len(w.buf)), testBS)
+		if err != nil || res.Transactions != 1 {
+			t.Fatalf("no fast commits: %v, %v", res, err)
+		}
+		fc := w.block(56)
+		fc[0], fc[2] = 9, 8 // EXT4_FC_TAG_HEAD, length 8 (little-endian)
+		fc[8] = 11          // for transaction 11, after the last full one
+		_, err = Replay(bytes.NewReader(w.buf), int64(len(w.buf)), testBS)
+		if !errors.Is(err, fsys.ErrUnsupported) {
+			t.Errorf("err %v, want ErrUnsupported", err)
+		}
+	})
 	t.Run("clean", func(t *testing.T) {
 		w := standardJournal(0)
 		be.PutUint32(w.buf[0x1C:], 0)
