@@ -30,6 +30,13 @@ const (
 	ConsistencyCrash   = "crash-consistent" // point-in-time, no quiescing
 )
 
+// How a disk's changes were found (Disk.Changes).
+const (
+	ChangesFull       = "full"
+	ChangesCheckpoint = "checkpoint"
+	ChangesHashes     = "hashes"
+)
+
 // Manifest describes a restore point. It is written last into the partial
 // directory, so a point without a manifest is never published.
 type Manifest struct {
@@ -43,13 +50,13 @@ type Manifest struct {
 	// on; empty for a full point.
 	Parent string `json:"parent,omitempty"`
 	// ChainLength counts points from the last full one (1 for a full).
-	ChainLength int `json:"chain_length"`
+	ChainLength int    `json:"chain_length"`
 	Disks       []Disk `json:"disks"`
 	Config      Config `json:"config"`
 	// Timings, for reports.
-	DurationMS int64 `json:"duration_ms"`
-	PauseMS    int64 `json:"pause_ms,omitempty"`  // how long the VM was paused
-	FreezeMS   int64 `json:"freeze_ms,omitempty"` // how long filesystems were frozen
+	DurationMS int64    `json:"duration_ms"`
+	PauseMS    int64    `json:"pause_ms,omitempty"`  // how long the VM was paused
+	FreezeMS   int64    `json:"freeze_ms,omitempty"` // how long filesystems were frozen
 	Warnings   []string `json:"warnings,omitempty"`
 	Tool       string   `json:"tool"` // "vmmount <version>"
 }
@@ -87,6 +94,11 @@ type Disk struct {
 	// Checkpoint is the libvirt checkpoint created with this point, used
 	// for the next incremental.
 	Checkpoint string `json:"checkpoint,omitempty"`
+	// Changes says how the blocks to store were found: ChangesFull (the
+	// whole disk, no parent), ChangesCheckpoint (a checkpoint's dirty
+	// bitmap) or ChangesHashes (every block compared with the parent's
+	// digest).
+	Changes string `json:"changes,omitempty"`
 }
 
 // Config lists the VM configuration files saved with the point.

@@ -22,12 +22,12 @@ const partialPrefix = ".partial-"
 
 // Errors.
 var (
-	ErrNotRepo   = errors.New("not a vmmount repository")
-	ErrCorrupt   = errors.New("repository corrupt")
-	ErrNoPoint   = fmt.Errorf("no such restore point: %w", fs.ErrNotExist)
-	ErrNoVM      = fmt.Errorf("no such VM in repository: %w", fs.ErrNotExist)
-	ErrLocked    = errors.New("another backup of this VM is running")
-	ErrBadName   = errors.New("invalid name")
+	ErrNotRepo = errors.New("not a vmmount repository")
+	ErrCorrupt = errors.New("repository corrupt")
+	ErrNoPoint = fmt.Errorf("no such restore point: %w", fs.ErrNotExist)
+	ErrNoVM    = fmt.Errorf("no such VM in repository: %w", fs.ErrNotExist)
+	ErrLocked  = errors.New("another backup of this VM is running")
+	ErrBadName = errors.New("invalid name")
 )
 
 // DefaultDir is where root's repository lives when neither --repo nor

@@ -1,0 +1,159 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/digitalocean/go-libvirt"
+)
+
+// DefaultURI is the libvirt connection backups use unless told otherwise.
+const DefaultURI = "qemu:///system"
+
+// Errors of the libvirt source; test with errors.Is.
+var (
+	// ErrLibvirtGone means the connection to libvirtd was lost.
+	ErrLibvirtGone = errors.New("lost the connection to libvirtd")
+	// ErrNoDomain means the domain does not exist (or no longer does).
+	ErrNoDomain = fmt.Errorf("no such domain: %w", fs.ErrNotExist)
+)
+
+// hypervisor is a connection to libvirtd that reconnects when it was lost:
+// undo actions (thaw, resume, end the job) must reach a daemon that was
+// restarted meanwhile.
+type hypervisor struct {
+	uri *url.URL
+	mu  sync.Mutex
+	l   *libvirt.Libvirt
+}
+
+// connectLibvirt opens uri, which must name this host's hypervisor: the
+// disks are read here (pull-mode NBD over a Unix socket, image files).
+func connectLibvirt(ctx context.Context, uri string) (*hypervisor, error) {
+	if uri == "" {
+		uri = DefaultURI
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		return nil, fmt.Errorf("libvirt URI %q: %w", uri, err)
+	}
+	if u.Host != "" || strings.Contains(u.Scheme, "+") && !strings.HasSuffix(u.Scheme, "+unix") {
+		return nil, fmt.Errorf("libvirt URI %q: vmmount backs up VMs of this host; use a local URI such as qemu:///system", uri)
+	}
+	h := &hypervisor{uri: u}
+	if _, err := h.conn(ctx, false); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// conn returns a live connection, reconnecting if the last one was lost;
+// with retry it keeps trying (libvirtd restarting) until ctx ends.
+func (h *hypervisor) conn(ctx context.Context, retry bool) (*libvirt.Libvirt, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.l != nil && h.l.IsConnected() {
+		return h.l, nil
+	}
+	var last error
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
+		l, err := dial(ctx, h.uri)
+		if err == nil {
+			h.l = l
+			return l, nil
+		}
+		last = err
+		if !retry {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (%v): %w", ErrLibvirtGone, last, ctx.Err())
+		case <-time.After(delay):
+		}
+	}
+	return nil, fmt.Errorf("connecting to %s: %w", h.uri, last)
+}
+
+func dial(ctx context.Context, u *url.URL) (*libvirt.Libvirt, error) {
+	type result struct {
+		l   *libvirt.Libvirt
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		l, err := libvirt.ConnectToURI(u)
+		ch <- result{l, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.l, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.err == nil {
+				r.l.Disconnect()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// do runs fn on a live connection. A call libvirtd does not answer is
+// abandoned when ctx ends. With retry (cleanup), a lost connection is
+// re-established and fn tried again until ctx ends.
+func (h *hypervisor) do(ctx context.Context, retry bool, fn func(l *libvirt.Libvirt) error) error {
+	for {
+		l, err := h.conn(ctx, retry)
+		if err != nil {
+			return err
+		}
+		ch := make(chan error, 1)
+		go func() { ch <- fn(l) }()
+		select {
+		case err = <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("libvirtd did not answer: %w", ctx.Err())
+		}
+		if err == nil || l.IsConnected() || !retry {
+			if err != nil && !l.IsConnected() {
+				err = fmt.Errorf("%w: %v", ErrLibvirtGone, err)
+			}
+			return err
+		}
+		// The daemon went away during the call: try again on a new
+		// connection.
+	}
+}
+
+// lost is closed when the current connection drops.
+func (h *hypervisor) lost() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.l == nil {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	return h.l.Disconnected()
+}
+
+func (h *hypervisor) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.l != nil {
+		h.l.Disconnect()
+		h.l = nil
+	}
+}
+
+// libvirtCode reports whether err is a libvirt error with code.
+func libvirtCode(err error, code libvirt.ErrorNumber) bool {
+	var le libvirt.Error
+	return errors.As(err, &le) && le.Code == uint32(code)
+}
