@@ -49,7 +49,7 @@ var variants = []variant{
 	{name: "ext2-1k", mkfs: "mkfs.ext2", args: []string{"-b", "1024"}, size: 192 << 20, post: tindFile, rev: "a"},
 	{name: "ext4", mkfs: "mkfs.ext4", size: 96 << 20, index: true, post: kernelWrites},
 	{name: "ext4-csumseed-2k", mkfs: "mkfs.ext4", args: []string{"-b", "2048", "-O", "64bit,metadata_csum,metadata_csum_seed"}, size: 96 << 20, index: true},
-	{name: "ext4-128inode-nojournal", mkfs: "mkfs.ext4", args: []string{"-I", "128", "-O", "^has_journal,^metadata_csum"}, size: 96 << 20},
+	{name: "ext4-128inode-nojournal", mkfs: "mkfs.ext4", args: []string{"-I", "128", "-O", "^has_journal,^metadata_csum,uninit_bg"}, size: 96 << 20, rev: "a"},
 	{name: "ext4-casefold", mkfs: "mkfs.ext4", args: []string{"-O", "casefold"}, size: 96 << 20, post: casefoldDir, noOracle: true, rev: "a"},
 	{name: "ext3-journal", mkfs: "mkfs.ext3", args: []string{"-b", "1024"}, size: 128 << 20, crash: crashSession},
 }
