@@ -24,9 +24,18 @@
 // Encrypted files and directories are listed, but their content and
 // symlink targets are refused with fsys.ErrUnsupported.
 //
+// Performance: metadata blocks go through a sharded LRU cache with a byte
+// budget (Options.CacheBytes), linear directories get a bounded name index
+// after their first lookup, and file data is read straight from the image
+// into the caller's buffer, one ReadAt per physically contiguous run.
+// Extent lookups are a binary search per tree level.
+//
 // It is not a writer, not a checker (it does not read bitmaps or verify
 // free counts) and does not process the orphan list (orphans are unlinked
-// inodes, invisible anyway).
+// inodes, invisible anyway; the kernel would also truncate orphans that
+// are being shortened, which changes only their block counts). ext4 fast
+// commits cannot be replayed: such a journal is reported in Warnings and
+// the image read without it.
 //
 // Every on-disk value is treated as hostile: offsets and counts are checked
 // against the volume before use, recursion is bounded (extent depth, htree
