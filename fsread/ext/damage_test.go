@@ -296,4 +296,3 @@ func fixDirCsum(f *FS, b []byte, d *dir, blk uint64) {
 	c := disklayout.DirBlockChecksum(f.inodeSeed(d.n), data)
 	le.PutUint32(data[len(data)-4:], c)
 }
-
