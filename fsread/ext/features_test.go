@@ -1,6 +1,7 @@
 package ext
 
 import (
+	"bytes"
 	"errors"
 	"io/fs"
 	"os"
@@ -136,5 +137,39 @@ func TestFSTest(t *testing.T) {
 		if err := fstest.TestFS(sub, expect...); err != nil {
 			t.Errorf("%s: %v", dir, err)
 		}
+	}
+}
+
+// TestJournalDamaged breaks the journal superblock of the crash copy: the
+// volume still opens, read as it is, with a warning naming the failure.
+func TestJournalDamaged(t *testing.T) {
+	img, _ := fixture(t, variantByName(t, "ext3-journal"))
+	clean, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := openBytes(clean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jblk := physOf(t, cf, uint64(cf.sb.JournalInum), 0)
+	b := bytes.Clone(clean)
+	b[int64(jblk)*int64(cf.bs)] ^= 0xff // the jbd2 magic
+	f, err := openBytes(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	warned := false
+	for _, w := range f.Warnings() {
+		warned = warned || strings.Contains(w, "journal replay failed")
+	}
+	if !warned {
+		t.Errorf("warnings %q, want the failed replay named", f.Warnings())
+	}
+	if _, err := f.Lookup(f.Root(), "journal-only"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("journal-only without a usable journal: %v", err)
+	}
+	if _, err := f.Lookup(f.Root(), "files"); err != nil {
+		t.Errorf("the rest: %v", err)
 	}
 }

@@ -76,7 +76,7 @@ func tindFile(img string) error {
 // fixture returns the image path and the oracle manifest of a variant.
 func fixture(t *testing.T, v variant) (string, *testimages.Manifest) {
 	t.Helper()
-	testimages.RequireTools(t, v.mkfs, "e2fsck", "losetup", "mount")
+	testimages.RequireTools(t, v.mkfs, "e2fsck", "debugfs", "dumpe2fs", "losetup", "mount", "cp")
 	testimages.RequireRoot(t)
 	dir := testimages.Get(t, "ext-"+v.name, fixtureVersion+v.rev, func(dir string) error {
 		return buildVariant(dir, v)
