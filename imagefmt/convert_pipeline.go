@@ -20,7 +20,10 @@ import (
 // ones.
 
 const (
-	chunkSize   = 4 << 20 // bytes of virtual disk per job
+	// chunkSize is the bytes of virtual disk per job, and so the size of
+	// most writes. Measured on ext4: 2 MiB writes into the page cache run
+	// at a steady speed where 4 MiB writes were often three times slower.
+	chunkSize   = 2 << 20
 	extentsSpan = 1 << 30 // allocation map window queried at once
 )
 

@@ -62,6 +62,8 @@ type Writer struct {
 	cbuf            []byte // compressed bytes not yet written,
 	cbufOff         int64  // starting at this host offset
 
+	wbDone int64 // bytes before this offset had writeback started
+
 	hdr   Header
 	hdrCl []byte
 	err   error // sticky
@@ -152,6 +154,7 @@ func (w *Writer) WriteClusters(vc int64, cls []Cluster) error {
 		if err := pwritev(w.f, bufs, first*cs); err != nil {
 			return w.fail(writeError(w.name, "data clusters", first*cs, err))
 		}
+		w.writeback(first*cs, w.cur*cs)
 	}
 	w.nextVC = vc + int64(len(cls))
 	if err := w.flushL2(false); err != nil {
@@ -162,6 +165,17 @@ func (w *Writer) WriteClusters(vc int64, cls []Cluster) error {
 	}
 	return nil
 }
+
+// writeback starts writing out what this call wrote, in steps of at least
+// wbStep so small batches do not each make a system call.
+func (w *Writer) writeback(from, to int64) {
+	if to-w.wbDone >= wbStep {
+		startWriteback(w.f, w.wbDone, to-w.wbDone)
+		w.wbDone = to
+	}
+}
+
+const wbStep = 8 << 20
 
 func (w *Writer) fail(err error) error {
 	w.err = err

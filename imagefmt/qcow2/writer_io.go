@@ -52,3 +52,14 @@ func pwritev(f *os.File, bufs [][]byte, off int64) error {
 	}
 	return nil
 }
+
+// startWriteback asks the kernel to begin writing [off, off+n) to disk now,
+// without waiting (sync_file_range SYNC_FILE_RANGE_WRITE): the final fsync
+// then finds little left to do, so writing the image overlaps with
+// converting it instead of following it. Only a hint: errors are ignored,
+// fsync reports real ones.
+func startWriteback(f *os.File, off, n int64) {
+	if n > 0 {
+		_ = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
+	}
+}
