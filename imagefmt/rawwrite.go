@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vmmount/vmmount/imagefmt/qcow2"
 )
 
@@ -17,9 +19,10 @@ const rawBlock = 4096
 // not (the file starts empty, so they stay holes), and the file is
 // truncated to the virtual size at the end.
 type rawSink struct {
-	f    *os.File
-	name string
-	size int64
+	f      *os.File
+	name   string
+	size   int64
+	wbDone int64 // writeback was started for the bytes before this offset
 }
 
 func (s *rawSink) unit() int64 { return rawBlock }
@@ -46,6 +49,12 @@ func (s *rawSink) write(j *job) error {
 			return fmt.Errorf("%s: writing at offset %d: %w", s.name, j.off+lo, err)
 		}
 		i = k
+	}
+	// Start writing back what is done so the final fsync is short (see
+	// qcow2's Writer); a hint only, fsync reports errors.
+	if end-s.wbDone >= 8<<20 {
+		_ = unix.SyncFileRange(int(s.f.Fd()), s.wbDone, end-s.wbDone, unix.SYNC_FILE_RANGE_WRITE)
+		s.wbDone = end
 	}
 	return nil
 }
