@@ -26,8 +26,7 @@ var (
 	ErrIsDir       = fsys.ErrIsDir
 	ErrNotSymlink  = fsys.ErrNotSymlink
 
-	errUnsupported = fsys.ErrUnsupported
-	errNotExist    = fs.ErrNotExist
+	errNotExist = fs.ErrNotExist
 )
 
 // NewFS returns the io/fs view of a filesystem.

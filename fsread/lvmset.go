@@ -87,16 +87,16 @@ func (s *Set) assembleLVM(ctx context.Context, pvs []*lvm.PV, pvVolume map[*lvm.
 			if len(v.PV.LVs) > 0 {
 				lvs = strings.Join(v.PV.LVs, " ")
 			}
-			v.reason = fmt.Errorf("%s: LVM physical volume of VG %s; its logical volumes: %s: %w", v.Path, inVG[pv].Name, lvs, errUnsupported)
+			v.reason = notReadable(v.Path, "LVM physical volume of VG %s; its logical volumes: %s", inVG[pv].Name, lvs)
 		case orphan[pv]:
-			v.reason = fmt.Errorf("%s: LVM physical volume in no volume group found: %w", v.Path, errUnsupported)
+			v.reason = notReadable(v.Path, "LVM physical volume in no volume group found")
 		default:
 			vgName := ""
 			if pv.Metadata != nil {
 				vgName = pv.Metadata.VGName
 			}
 			v.PV.VG = vgName
-			v.reason = fmt.Errorf("%s: LVM physical volume of VG %s, whose metadata is unusable: %w", v.Path, vgName, errUnsupported)
+			v.reason = notReadable(v.Path, "LVM physical volume of VG %s, whose metadata is unusable", vgName)
 		}
 	}
 	return nil

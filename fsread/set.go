@@ -207,6 +207,6 @@ func (s *Set) probe(v *Volume, opts Options) {
 		if why == "" {
 			why = v.FSType + " is not readable"
 		}
-		v.reason = fmt.Errorf("%s: %s: %w", v.Path, why, errUnsupported)
+		v.reason = notReadable(v.Path, "%s", why)
 	}
 }

@@ -154,3 +154,17 @@ func (v *Volume) MarshalJSON() ([]byte, error) {
 	}
 	return json.Marshal(out)
 }
+
+// UnreadableError says why a volume holds nothing vmmount can read: a
+// type it does not read, or no filesystem. It wraps fsys.ErrUnsupported.
+type UnreadableError struct {
+	Path   string
+	Reason string
+}
+
+func (e *UnreadableError) Error() string { return e.Path + ": " + e.Reason }
+func (e *UnreadableError) Unwrap() error { return fsys.ErrUnsupported }
+
+func notReadable(path, format string, args ...any) error {
+	return &UnreadableError{Path: path, Reason: fmt.Sprintf(format, args...)}
+}
