@@ -23,9 +23,15 @@ func newInfoCommand(g *globalOptions) *cobra.Command {
 	var o infoOptions
 	c := &cobra.Command{
 		Use:   "info [--json] IMAGE...",
-		Short: "Describe disk images: format, sizes, backing chain",
+		Short: "Describe disk images: format, sizes, backing chain, volumes",
 		Long: `Describe disk images: format (detected from content), virtual size, cluster
-size, compression, backing chain, space allocated on the host.`,
+size, compression, backing chain, space allocated on the host.
+
+The images given together are taken as the disks of one VM: their partition
+table, partitions, LVM logical volumes (assembled across the disks) and what
+each holds (filesystem type, label, UUID, from superblocks) are listed under
+"volumes", with the paths ls, cat, stat and the mount use. Volumes vmmount
+cannot read (swap, LUKS, XFS, ..., LVs with a missing disk) say why.`,
 		Args: argsRange(1, -1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runInfo(cmd.Context(), g, &o, args)
@@ -39,19 +45,26 @@ size, compression, backing chain, space allocated on the host.`,
 type imageReport struct {
 	*imagefmt.Info
 	AllocatedVirtual int64 `json:"allocated_virtual_bytes"`
+	volumeReport
 }
 
 func runInfo(ctx context.Context, g *globalOptions, o *infoOptions, args []string) error {
 	var reports []imageReport
+	var imgs []imagefmt.Image
+	defer func() {
+		for _, img := range imgs {
+			img.Close()
+		}
+	}()
 	for _, name := range args {
 		img, err := imagefmt.OpenWith(name, imagefmt.Options{Format: o.Format})
 		if err != nil {
 			return err
 		}
+		imgs = append(imgs, img)
 		r := imageReport{Info: img.Info()}
 		exts, err := img.Extents(0, img.Size())
 		if err != nil {
-			img.Close()
 			return err
 		}
 		for _, e := range exts {
@@ -59,8 +72,11 @@ func runInfo(ctx context.Context, g *globalOptions, o *infoOptions, args []strin
 				r.AllocatedVirtual += e.Len
 			}
 		}
-		img.Close()
 		reports = append(reports, r)
+	}
+	lvs, err := addVolumes(ctx, args, imgs, reports)
+	if err != nil {
+		return err
 	}
 	if g.JSON {
 		if len(reports) == 1 {
@@ -73,6 +89,11 @@ func runInfo(ctx context.Context, g *globalOptions, o *infoOptions, args []strin
 			g.printf("\n")
 		}
 		printImageInfo(g, r)
+		printVolumes(g, r.volumeReport, len(reports) == 1)
+	}
+	if len(reports) > 1 && len(lvs) > 0 {
+		g.printf("\nlogical volumes:\n")
+		printVolumeRows(g, lvs)
 	}
 	return nil
 }

@@ -109,6 +109,9 @@ same path the FUSE mount shows. ` + "`vmmount info IMAGE`" + ` lists the volumes
 	root.AddCommand(
 		newInfoCommand(opts),
 		newConvertCommand(opts),
+		newLsCommand(opts),
+		newCatCommand(opts),
+		newStatCommand(opts),
 	)
 	return root
 }
