@@ -227,11 +227,13 @@ func (rw *RW) writeCluster(gc, in int64, p []byte) error {
 	}
 	compressed := e&L2Compressed != 0
 	zero := !compressed && e&L2Zero != 0 && rw.hdr.Version >= 3
-	var host int64
-	if !compressed {
-		if host, err = rw.hostCluster(e, gc); err != nil {
+	var host, cFirst, cLast int64
+	if compressed {
+		if cFirst, cLast, err = rw.compressedClusters(e, gc); err != nil {
 			return err
 		}
+	} else if host, err = rw.hostCluster(e, gc); err != nil {
+		return err
 	}
 	owned := host != 0 && e&EntryCopied != 0
 	if owned {
@@ -289,13 +291,7 @@ func (rw *RW) writeCluster(gc, in int64, p []byte) error {
 	// Drop the old references only now.
 	switch {
 	case compressed:
-		off, nsec := CompressedDescriptor(e, rw.hdr.ClusterBits)
-		start := int64(off) &^ (SectorSize - 1)
-		end := start + int64(nsec)*SectorSize
-		if start < rw.cs || end > rw.end {
-			return fmtErr(rw.name, -1, e, "compressed L2 entry of guest offset %d outside the file", gc*rw.cs)
-		}
-		for c := start / rw.cs; c <= (end-1)/rw.cs; c++ {
+		for c := cFirst; c <= cLast; c++ {
 			if err := rw.addRef(c, -1); err != nil {
 				return err
 			}
@@ -304,4 +300,23 @@ func (rw *RW) writeCluster(gc, in int64, p []byte) error {
 		return rw.addRef(host/rw.cs, -1)
 	}
 	return nil
+}
+
+// compressedClusters validates a compressed entry and returns the host
+// clusters its sectors touch (each holds one reference for it, spec
+// "Compressed Clusters Descriptor" and qemu-img check).
+func (rw *RW) compressedClusters(e uint64, gc int64) (first, last int64, err error) {
+	off, nsec := CompressedDescriptor(e, rw.hdr.ClusterBits)
+	start := int64(off) &^ (SectorSize - 1)
+	end := start + int64(nsec)*SectorSize
+	if e&EntryCopied != 0 || start < rw.cs || end > rw.end {
+		return 0, 0, fmtErr(rw.name, -1, e, "compressed L2 entry of guest offset %d: copied flag set or data outside the file", gc*rw.cs)
+	}
+	first, last = start/rw.cs, (end-1)/rw.cs
+	for c := first; c <= last; c++ {
+		if w, ok := rw.meta[c]; ok {
+			return 0, 0, fmtErr(rw.name, -1, e, "compressed L2 entry of guest offset %d points into the %s", gc*rw.cs, w)
+		}
+	}
+	return first, last, nil
 }
