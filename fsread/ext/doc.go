@@ -9,8 +9,8 @@
 //   - block maps (direct to triple indirect) and extent trees, sparse files
 //     and unwritten extents read as zeros, never the stale bytes on disk;
 //   - linear, htree (half_md4, tea, legacy, signed and unsigned, large_dir)
-//     and inline directories; casefolded directories (lookups fold ASCII
-//     and simple Unicode case; see casefold.go for what it does not do);
+//     and inline directories; casefolded directories (lookups and hashes
+//     use the kernel's utf8 nfdicf folding: case, NFD, ignorables);
 //   - fast, slow and inline symlinks; device nodes, FIFOs, sockets;
 //   - xattrs in the inode, in a block and in ea_inodes, ACLs converted to
 //     the posix_acl_xattr form getxattr returns;

@@ -98,3 +98,50 @@ func TestDirHashAgainstDebugfs(t *testing.T) {
 		}
 	}
 }
+
+// TestCasefoldHashAgainstDebugfs checks the folding of casefolded
+// directories against e2fsprogs (dx_hash -c -e utf8, the kernel's nfdicf):
+// case, full foldings (ß, ligatures), precomposed and decomposed accents,
+// Greek, Cyrillic, Hangul, fullwidth forms and ignorable characters.
+func TestCasefoldHashAgainstDebugfs(t *testing.T) {
+	testimages.RequireTools(t, "debugfs", "mkfs.ext4")
+	dir := t.TempDir()
+	img := filepath.Join(dir, "img")
+	if err := testimages.Truncate(img, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	testimages.MustRun(t, "mkfs.ext4", "-q", "-F", "-O", "casefold", img)
+	names := []string{"abc", "ABC", "Äbc", "a\u0308bc", "straße", "STRASSE", "Ωmega", "ﬁle", "Привет", "ЁЖИК",
+		"ÉTÉ", "e\u0301te\u0301", "İstanbul", "ǅemal", "Ϊ", "ς", "Ａｂｃ", "한국어", "a\u200bb", "a\u00adb",
+		"Crème Brûlée", "ÅNGSTRÖM", "Ǆ", "ŉ", "ΐ", "ﬆ", "Ꭰ", "ꭰ", "𐐀", "Å"}
+	var cmds bytes.Buffer
+	for _, n := range names {
+		fmt.Fprintf(&cmds, "dx_hash -c -e utf8 -h half_md4 \"%s\"\n", n)
+	}
+	script := filepath.Join(dir, "cmds")
+	if err := os.WriteFile(script, cmds.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := testimages.MustRun(t, "debugfs", "-f", script, img)
+	re := regexp.MustCompile(`Hash of .* is 0x([0-9a-f]+) \(minor`)
+	i := 0
+	for _, line := range strings.Split(out, "\n") {
+		m := re.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		if i >= len(names) {
+			t.Fatal("more hashes than names")
+		}
+		want, _ := strconv.ParseUint(m[1], 16, 32)
+		key, _ := fold([]byte(names[i]))
+		got, _ := dirHash(disklayout.DxHashHalfMD4, key, [4]uint32{})
+		if got != uint32(want) {
+			t.Errorf("%q folds to %q: hash %#x, e2fsprogs %#x", names[i], key, got, want)
+		}
+		i++
+	}
+	if i != len(names) {
+		t.Fatalf("debugfs gave %d hashes for %d names", i, len(names))
+	}
+}
