@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/vmmount/vmmount/fsread/ext/disklayout"
@@ -168,5 +169,27 @@ func TestHugeFileBlocks(t *testing.T) {
 	}
 	if want := (int64(1)<<32 | 3) * int64(cf.bs/512); st.Blocks != want {
 		t.Errorf("Blocks %d, want %d", st.Blocks, want)
+	}
+}
+
+func TestNotExt(t *testing.T) {
+	b := make([]byte, 1<<20)
+	copy(b[3:], "NTFS    ")
+	if Detect(bytes.NewReader(b), int64(len(b))) {
+		t.Error("Detect: zeros are ext")
+	}
+	_, err := Open(bytes.NewReader(b), int64(len(b)), Options{Name: "p1"})
+	if !errors.Is(err, ErrNotExt) || !strings.Contains(err.Error(), "p1") {
+		t.Errorf("Open: %v, want ErrNotExt naming p1", err)
+	}
+	clean := damageImage(t)
+	if !Detect(bytes.NewReader(clean), int64(len(clean))) {
+		t.Error("Detect: the damage image is not ext")
+	}
+	// Tiny and truncated inputs.
+	for _, n := range []int{0, 100, 1500, 2048, 4096} {
+		if _, err := Open(bytes.NewReader(clean[:n]), int64(n), Options{}); err == nil {
+			t.Errorf("Open of %d bytes succeeded", n)
+		}
 	}
 }

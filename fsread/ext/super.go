@@ -1,12 +1,32 @@
 package ext
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"math/bits"
 	"strings"
 
 	"github.com/vmmount/vmmount/fsread/ext/disklayout"
+	"github.com/vmmount/vmmount/fsread/fsys"
 )
+
+// ErrNotExt is wrapped by Open's error when neither the primary superblock
+// nor any backup has the ext magic: the volume holds something else.
+var ErrNotExt = errors.New("not an ext2/3/4 filesystem")
+
+// Detect says whether r (size bytes) starts like an ext2/3/4 volume: the
+// superblock magic at byte 1080. Open may still find it damaged.
+func Detect(r io.ReaderAt, size int64) bool {
+	var b [2]byte
+	if size < disklayout.SuperblockOffset+disklayout.SuperblockSize {
+		return false
+	}
+	if _, err := r.ReadAt(b[:], disklayout.SuperblockOffset+0x38); err != nil {
+		return false
+	}
+	return le.Uint16(b[:]) == disklayout.SuperMagic
+}
 
 // loadSuper finds a valid superblock: the primary, or the first good
 // backup when the primary is damaged (e2fsck's order).
@@ -19,7 +39,7 @@ func (f *FS) loadSuper() error {
 		return f.useSuper(sb)
 	} else if why == "bad magic" {
 		// Not ext, or a primary superblock wiped out: the backups tell.
-		primaryErr = f.corrupt(0, disklayout.SuperblockOffset, "no ext2/3/4 superblock (bad magic)")
+		primaryErr = &fsys.CorruptError{FS: f.label, Off: disklayout.SuperblockOffset, Msg: "no ext2/3/4 superblock (bad magic)", Err: ErrNotExt}
 	} else {
 		primaryErr = f.corrupt(0, disklayout.SuperblockOffset, "superblock: %s", why)
 	}
