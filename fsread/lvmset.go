@@ -9,6 +9,11 @@ import (
 	"github.com/vmmount/vmmount/fsread/lvm"
 )
 
+// maxLVVolumes bounds the LVs a set lists (each is probed when the set
+// opens); real VGs have tens, hostile metadata could declare hundreds of
+// thousands.
+const maxLVVolumes = 4096
+
 // assembleLVM puts the PVs found on the disks' volumes into VGs and adds a
 // volume for every visible LV. LVs that cannot be read (missing PV, a
 // snapshot or thin volume) are listed with the reason.
@@ -41,6 +46,10 @@ func (s *Set) assembleLVM(ctx context.Context, pvs []*lvm.PV, pvVolume map[*lvm.
 			}
 			if !lv.Visible {
 				continue
+			}
+			if len(s.lvVolumes) >= maxLVVolumes {
+				s.warnings = append(s.warnings, fmt.Sprintf("VG %s: more than %d logical volumes; the rest are not listed", vg.Name, maxLVVolumes))
+				break
 			}
 			name := lv.MapperName()
 			if taken[name] {
