@@ -9,28 +9,35 @@ import (
 )
 
 // chooseParent returns the point the next backup of vm is an incremental
-// of, or nil (and why) for a full one.
-func chooseParent(r *repo.Repo, vm string, opts *Options) (*repo.Point, string, error) {
+// of and the length of its chain, or nil (and why) for a full one.
+func chooseParent(r *repo.Repo, vm string, opts *Options) (*repo.Point, int, string, error) {
 	if opts.Full {
-		return nil, "--full", nil
+		return nil, 0, "--full", nil
 	}
 	if opts.Format == imagefmt.FormatRaw {
-		return nil, "raw images are always full", nil
+		return nil, 0, "raw images are always full", nil
 	}
 	p, err := r.Latest(vm)
 	if err != nil {
 		if isNotExist(err) {
-			return nil, "first point of the VM", nil
+			return nil, 0, "first point of the VM", nil
 		}
-		return nil, "", err
+		return nil, 0, "", err
 	}
-	if p.Manifest.ChainLength >= opts.MaxChain {
-		return nil, fmt.Sprintf("chain of %d points reached the limit of %d", p.Manifest.ChainLength, opts.MaxChain), nil
+	damaged := func(err error) error {
+		return fmt.Errorf("%w: %s: %v (run `vmmount verify %s`; `vmmount backup --full` starts a new chain)", ErrParentCorrupt, p.Ref(), err, p.Ref())
+	}
+	chain, err := r.Chain(p)
+	if err != nil {
+		return nil, 0, "", damaged(err)
+	}
+	if len(chain) >= opts.MaxChain {
+		return nil, 0, fmt.Sprintf("chain of %d points reached the limit of %d", len(chain), opts.MaxChain), nil
 	}
 	if err := checkPoint(r, p); err != nil {
-		return nil, "", fmt.Errorf("%w: %s: %v (run `vmmount verify %s`; `vmmount backup --full` starts a new chain)", ErrParentCorrupt, p.Ref(), err, p.Ref())
+		return nil, 0, "", damaged(err)
 	}
-	return p, "", nil
+	return p, len(chain), "", nil
 }
 
 // checkPoint is the quick check a point passes before an incremental is

@@ -36,7 +36,7 @@ func Run(ctx context.Context, r *repo.Repo, src Source, opts Options) (res *Resu
 	if err != nil {
 		return nil, err
 	}
-	parent, whyFull, err := chooseParent(r, vm.Name, &opts)
+	parent, chainLen, whyFull, err := chooseParent(r, vm.Name, &opts)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func Run(ctx context.Context, r *repo.Repo, src Source, opts Options) (res *Resu
 	m.Warnings = rep.Warnings
 	if usedParent {
 		m.Parent = parent.ID
-		m.ChainLength = parent.Manifest.ChainLength + 1
+		m.ChainLength = chainLen + 1
 	} else if parent != nil {
 		whyFull = "no disk could be chained on " + parent.ID
 	}
@@ -157,6 +157,7 @@ func captureDisk(ctx context.Context, part *repo.Partial, cd *CaptureDisk, paren
 		VirtualSize:   size,
 		Image:         cd.Target + ext,
 		Format:        opts.Format,
+		Compression:   opts.Compress,
 		Hashes:        cd.Target + ".blockhashes",
 		HashBlockSize: blockSize,
 		Checkpoint:    cd.Checkpoint,

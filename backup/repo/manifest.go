@@ -35,6 +35,7 @@ const (
 	ChangesFull       = "full"
 	ChangesCheckpoint = "checkpoint"
 	ChangesHashes     = "hashes"
+	ChangesMerged     = "merged" // its parent was merged into it (prune)
 )
 
 // Manifest describes a restore point. It is written last into the partial
@@ -75,6 +76,8 @@ type Disk struct {
 	VirtualSize  int64  `json:"virtual_size"`
 	Image        string `json:"image"`  // file name inside the point directory
 	Format       string `json:"format"` // "qcow2" or "raw"
+	// Compression of the image's clusters ("zstd", "zlib"), "" for none.
+	Compression string `json:"compression,omitempty"`
 	// Backing is the image's backing file as recorded in it (relative),
 	// empty for a full image.
 	Backing string `json:"backing,omitempty"`

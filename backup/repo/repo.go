@@ -137,7 +137,7 @@ func (r *Repo) Points(vm string) (points []*Point, errs []error, err error) {
 		return nil, nil, err
 	}
 	for _, e := range ents {
-		if !e.IsDir() || checkID(e.Name()) != nil {
+		if !e.IsDir() || checkID(e.Name()) != nil || r.folding(vm, e.Name()) {
 			continue
 		}
 		p, err := r.point(vm, e.Name())
@@ -147,7 +147,7 @@ func (r *Repo) Points(vm string) (points []*Point, errs []error, err error) {
 		}
 		points = append(points, p)
 	}
-	slices.SortFunc(points, func(a, b *Point) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(points, func(a, b *Point) int { return CompareIDs(a.ID, b.ID) })
 	return points, errs, nil
 }
 
@@ -177,6 +177,9 @@ func (r *Repo) Point(ref string) (*Point, error) {
 	}
 	if err := checkID(id); err != nil {
 		return nil, err
+	}
+	if r.folding(vm, id) {
+		return nil, fmt.Errorf("%s: %w (being merged into the next point)", ref, ErrNoPoint)
 	}
 	p, err := r.point(vm, id)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -209,7 +212,7 @@ func (r *Repo) Chain(p *Point) ([]*Point, error) {
 		if err != nil {
 			return nil, fmt.Errorf("point %s: parent: %w", cur.Ref(), err)
 		}
-		if seen[parent.ID] || parent.ID >= cur.ID {
+		if seen[parent.ID] || CompareIDs(parent.ID, cur.ID) >= 0 {
 			return nil, fmt.Errorf("point %s: %w: parent chain loops or goes forward in time", p.Ref(), ErrCorrupt)
 		}
 		seen[parent.ID] = true
@@ -257,6 +260,19 @@ func checkID(id string) error {
 		}
 	}
 	return nil
+}
+
+// CompareIDs orders point ids by time, then by suffix (-2 before -10).
+func CompareIDs(a, b string) int {
+	ab, as, _ := strings.Cut(a, "-")
+	bb, bs, _ := strings.Cut(b, "-")
+	if c := strings.Compare(ab, bb); c != 0 {
+		return c
+	}
+	if c := len(as) - len(bs); c != 0 {
+		return c
+	}
+	return strings.Compare(as, bs)
 }
 
 // IDTime is the time a point id encodes.
