@@ -81,7 +81,6 @@ func (n *guestNode) guest() (*guestFS, uint64, error) {
 			return
 		}
 		s.g = &guestFS{srv: n.srv, fs: f, id: n.srv.nextVolID(), name: s.v.Name}
-		n.srv.addFS(f)
 	})
 	if s.err != nil {
 		return nil, 0, s.err

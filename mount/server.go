@@ -46,7 +46,6 @@ type Server struct {
 	reported map[string]bool
 	big      map[[2]uint64]uint64
 	bigNext  uint64
-	opened   []fsys.FileSystem
 }
 
 // CheckMountpoint fails early, before expensive work, when dir cannot be a
@@ -129,7 +128,6 @@ func (s *Server) Dir() string { return s.dir }
 // Wait blocks until the mount is gone (unmounted by Unmount or umount).
 func (s *Server) Wait() {
 	s.srv.Wait()
-	s.closeAll()
 }
 
 // Unmount detaches the mount; a busy mount is detached lazily so Ctrl-C
@@ -142,22 +140,6 @@ func (s *Server) Unmount() error {
 		}
 	}
 	return err
-}
-
-func (s *Server) closeAll() {
-	s.mu.Lock()
-	opened := s.opened
-	s.opened = nil
-	s.mu.Unlock()
-	for _, f := range opened {
-		f.Close()
-	}
-}
-
-func (s *Server) addFS(f fsys.FileSystem) {
-	s.mu.Lock()
-	s.opened = append(s.opened, f)
-	s.mu.Unlock()
 }
 
 func (s *Server) nextSynthIno() uint64 { return s.synthIno.Add(1) }

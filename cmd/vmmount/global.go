@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/vmmount/vmmount/backup/repo"
 	"golang.org/x/term"
 )
 
@@ -16,6 +18,10 @@ type globalOptions struct {
 	JSON  bool
 	Quiet bool
 	Debug bool
+	// Repo is the repository directory (--repo, VMMOUNT_REPO, or
+	// repo.DefaultDir): shared by backup, list, verify, prune, forget,
+	// restore and mount.
+	Repo string
 
 	stdout io.Writer
 	stderr io.Writer
@@ -25,6 +31,11 @@ func (o *globalOptions) AddFlags(c *cobra.Command) {
 	f := c.PersistentFlags()
 	f.BoolVar(&o.JSON, "json", false, "print machine-readable JSON instead of text")
 	f.BoolVarP(&o.Quiet, "quiet", "q", false, "print nothing but errors and requested data; no progress bars")
+	defRepo := os.Getenv("VMMOUNT_REPO")
+	if defRepo == "" {
+		defRepo = repo.DefaultDir
+	}
+	f.StringVar(&o.Repo, "repo", defRepo, "repository directory (also VMMOUNT_REPO)")
 	f.BoolVar(&o.Debug, "debug", os.Getenv("VMMOUNT_DEBUG") != "", "print debug messages to stderr (also VMMOUNT_DEBUG=1)")
 }
 
