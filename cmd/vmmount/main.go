@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vmmount/vmmount/backup/repo"
 	"github.com/vmmount/vmmount/fsread/fsys"
 	"github.com/vmmount/vmmount/imagefmt"
 )
@@ -63,7 +64,8 @@ func exitCode(err error) int {
 		return exitNotFound
 	case errors.Is(err, imagefmt.ErrFormat), errors.Is(err, imagefmt.ErrUnsupported),
 		errors.Is(err, imagefmt.ErrBackingLoop), errors.Is(err, imagefmt.ErrBackingMissing),
-		errors.Is(err, fsys.ErrCorrupt), errors.Is(err, fsys.ErrUnsupported):
+		errors.Is(err, fsys.ErrCorrupt), errors.Is(err, fsys.ErrUnsupported),
+		errors.Is(err, repo.ErrCorrupt):
 		return exitBadInput
 	}
 	return exitError
@@ -112,6 +114,11 @@ same path the FUSE mount shows. ` + "`vmmount info IMAGE`" + ` lists the volumes
 		newLsCommand(opts),
 		newCatCommand(opts),
 		newStatCommand(opts),
+		newBackupCommand(opts),
+		newListCommand(opts),
+		newVerifyCommand(opts),
+		newPruneCommand(opts),
+		newForgetCommand(opts),
 	)
 	return root
 }
