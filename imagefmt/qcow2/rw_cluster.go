@@ -1,6 +1,7 @@
 package qcow2
 
 import (
+	"bytes"
 	"encoding/binary"
 	"io"
 )
@@ -251,6 +252,17 @@ func (rw *RW) writeCluster(gc, in int64, p []byte) error {
 		}
 		return nil
 	}
+	if !owned && rw.hdr.Version >= 3 && int64(len(p)) == rw.cs && allZero(p) {
+		// A whole cluster of zeros where the image owns none: record a
+		// zero cluster (spec v3, L2 bit 0) instead of allocating one.
+		if zero && host == 0 {
+			return nil // already one
+		}
+		if err := rw.setEntry(gc, L2Zero); err != nil {
+			return err
+		}
+		return rw.dropRefs(compressed, cFirst, cLast, host)
+	}
 
 	// The cluster gets new contents in full: what the guest sees there now
 	// around the new bytes.
@@ -289,6 +301,12 @@ func (rw *RW) writeCluster(gc, in int64, p []byte) error {
 		return err
 	}
 	// Drop the old references only now.
+	return rw.dropRefs(compressed, cFirst, cLast, host)
+}
+
+// dropRefs releases what a replaced L2 entry referenced: the host
+// clusters of a compressed cluster, or a standard cluster.
+func (rw *RW) dropRefs(compressed bool, cFirst, cLast, host int64) error {
 	switch {
 	case compressed:
 		for c := cFirst; c <= cLast; c++ {
@@ -301,6 +319,19 @@ func (rw *RW) writeCluster(gc, in int64, p []byte) error {
 	}
 	return nil
 }
+
+func allZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeroCluster))
+		if !bytes.Equal(b[:n], zeroCluster[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+var zeroCluster [64 << 10]byte
 
 // compressedClusters validates a compressed entry and returns the host
 // clusters its sectors touch (each holds one reference for it, spec

@@ -145,8 +145,13 @@ func TestRWProperty(t *testing.T) {
 					n = int64(1 + rng.IntN(int(min(3*cs, 256<<10))))
 				}
 				n = min(n, size-off)
+				if rng.IntN(8) == 0 {
+					// Whole clusters, aligned: the zero-cluster path.
+					off = rng.Int64N(size/cs) * cs
+					n = min(cs*int64(1+rng.IntN(3)), size-off)
+				}
 				var data []byte
-				if rng.IntN(6) == 0 {
+				if rng.IntN(4) == 0 {
 					data = make([]byte, n)
 				} else {
 					data = randomBytes(rng, int(n))
@@ -432,4 +437,40 @@ func TestRWSnapshots(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRWZeroCluster checks that a whole cluster of zeros over data the
+// image does not own (backing data, a compressed cluster) becomes a zero
+// cluster rather than a new allocated one, and still reads as zeros.
+func TestRWZeroCluster(t *testing.T) {
+	requireQemu(t)
+	dir := t.TempDir()
+	base := bytes.Repeat([]byte{0xab}, 1<<20)
+	os.WriteFile(filepath.Join(dir, "base.raw"), base, 0o644)
+	p := filepath.Join(dir, "img.qcow2")
+	qemuImgRun(t, "create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "-b", "base.raw", "-F", "raw", p)
+	rw, err := OpenRW(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := rw.end
+	if _, err := rw.WriteAt(make([]byte, 8192), 4096); err != nil {
+		t.Fatal(err)
+	}
+	for gc := int64(1); gc <= 2; gc++ {
+		if e, _, err := rw.entry(gc, false); err != nil || e != L2Zero {
+			t.Errorf("cluster %d: entry %#x, %v; want a zero cluster", gc, e, err)
+		}
+	}
+	// Only the L2 table was allocated.
+	if rw.end != end+4096 {
+		t.Errorf("file grew by %d bytes", rw.end-end)
+	}
+	if err := rw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	qemuCheck(t, p)
+	clear(base[4096:12288])
+	os.WriteFile(filepath.Join(dir, "want.raw"), base, 0o644)
+	qemuCompare(t, p, "qcow2", filepath.Join(dir, "want.raw"), "raw")
 }
