@@ -1,7 +1,9 @@
 package ext
 
 import (
+	"fmt"
 	"io"
+	"io/fs"
 
 	"github.com/vmmount/vmmount/fsread/ext/disklayout"
 	"github.com/vmmount/vmmount/fsread/fsys"
@@ -60,7 +62,7 @@ func (fl *file) Size() int64 { return fl.n.size }
 // contiguous blocks is one read of the image straight into p.
 func (fl *file) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
-		return 0, fsys.ErrCorrupt // never reached through io/fs; be defensive
+		return 0, fmt.Errorf("%s: inode %d: read at negative offset %d: %w", fl.f.label, fl.n.ino, off, fs.ErrInvalid)
 	}
 	size := fl.n.size
 	if off >= size {
