@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vmmount/vmmount/imagefmt/vdisk"
 )
@@ -261,6 +262,32 @@ func TestRWRefuses(t *testing.T) {
 		t.Error("second OpenRW of the same image succeeded")
 	}
 	rw.Close()
+
+	// An image a QEMU process has open for writing (qemu-io sleeping
+	// holds the same locks as a running VM) is refused.
+	vm := mk("vm.qcow2")
+	qio := exec.Command("qemu-io", "-c", "sleep 20000", vm)
+	if err := qio.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { qio.Process.Kill(); qio.Wait() }()
+	refused := false
+	for range 100 { // until qemu-io has opened the image
+		rw, err := OpenRW(vm)
+		if err != nil {
+			if !strings.Contains(err.Error(), "in use") {
+				t.Fatalf("OpenRW of an image QEMU holds: %v", err)
+			}
+			refused = true
+			break
+		}
+		rw.Close()
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !refused {
+		t.Error("OpenRW of an image a QEMU process holds succeeded")
+	}
+
 	if _, err := OpenRW(filepath.Join(dir, "missing.qcow2")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing image: %v", err)
 	}
