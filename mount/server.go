@@ -46,6 +46,7 @@ type Server struct {
 	reported map[string]bool
 	big      map[[2]uint64]uint64
 	bigNext  uint64
+	dev      uint64 // st_dev of the mount, names its FUSE connection
 }
 
 // CheckMountpoint fails early, before expensive work, when dir cannot be a
@@ -137,6 +138,10 @@ func (s *Server) Unmount() error {
 	if err != nil {
 		if lerr := syscall.Unmount(s.dir, syscall.MNT_DETACH); lerr == nil {
 			err = nil
+			// A lazily detached mount lives on while something holds
+			// it; abort the connection so the server (and Wait) ends
+			// now. Those holders then get ENOTCONN.
+			s.abort()
 		}
 	}
 	return err
@@ -199,9 +204,25 @@ func (s *Server) tuneReadahead() {
 	if err := syscall.Stat(s.dir, &st); err != nil {
 		return
 	}
+	s.dev = st.Dev
 	major, minor := (st.Dev>>8)&0xfff, (st.Dev&0xff)|((st.Dev>>12)&0xfff00)
 	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", major, minor)
 	if err := os.WriteFile(p, []byte("1024"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return
 	}
+}
+
+// abort ends the FUSE connection through /sys/fs/fuse/connections (root
+// only; harmless otherwise).
+func (s *Server) abort() {
+	if s.dev == 0 {
+		return
+	}
+	const ctl = "/sys/fs/fuse/connections"
+	minor := (s.dev & 0xff) | ((s.dev >> 12) & 0xfff00)
+	p := fmt.Sprintf("%s/%d/abort", ctl, minor)
+	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+		syscall.Mount("fusectl", ctl, "fusectl", 0, "")
+	}
+	os.WriteFile(p, []byte("1"), 0)
 }

@@ -64,6 +64,10 @@ type imageSet struct {
 }
 
 func openImageSet(ctx context.Context, names []string, format string) (*imageSet, error) {
+	return openImageSetWith(ctx, names, format, fsread.Options{})
+}
+
+func openImageSetWith(ctx context.Context, names []string, format string, opts fsread.Options) (*imageSet, error) {
 	s := &imageSet{}
 	var srcs []fsread.DiskSource
 	for _, n := range names {
@@ -75,7 +79,7 @@ func openImageSet(ctx context.Context, names []string, format string) (*imageSet
 		s.images = append(s.images, img)
 		srcs = append(srcs, fsread.DiskSource{Name: fsread.DiskName(n), Image: img, SectorSize: img.Info().LogicalBlock})
 	}
-	set, err := fsread.OpenSet(ctx, srcs)
+	set, err := fsread.OpenSetWith(ctx, srcs, opts)
 	if err != nil {
 		s.Close()
 		return nil, err
