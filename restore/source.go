@@ -29,7 +29,7 @@ func PointSource(ctx context.Context, p *Point) (*Source, error) {
 	}
 	var disks []fsread.DiskSource
 	for _, d := range p.Disks {
-		disks = append(disks, fsread.DiskSource{Name: d.Target, Image: d.Image})
+		disks = append(disks, fsread.DiskSource{Name: d.Target, Image: d.Image, SectorSize: d.raw.Info().LogicalBlock})
 	}
 	set, err := fsread.OpenSet(ctx, disks)
 	if err != nil {
@@ -55,7 +55,7 @@ func ImageSource(ctx context.Context, names []string, format string) (_ *Source,
 			return nil, err
 		}
 		s.imgs = append(s.imgs, img)
-		disks = append(disks, fsread.DiskSource{Name: fsread.DiskName(n), Image: img})
+		disks = append(disks, fsread.DiskSource{Name: fsread.DiskName(n), Image: img, SectorSize: img.Info().LogicalBlock})
 	}
 	if s.Set, err = fsread.OpenSet(ctx, disks); err != nil {
 		return nil, err
