@@ -214,7 +214,7 @@ type inodeKey struct {
 // about the destination as a whole.
 func (r *restorer) fail(guest string, err error) {
 	if isDevErr(err) {
-		r.cancel(fmt.Errorf("restore stopped: %w", err))
+		r.cancel(fmt.Errorf("restore stopped at %s: %w", ShowPath(guest), err))
 	}
 	if errors.Is(err, context.Canceled) {
 		return
