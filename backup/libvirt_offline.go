@@ -119,7 +119,12 @@ func (o *offlineSession) shutdown(ctx context.Context) error {
 		// missed the first press.
 		if time.Since(pressed) > 10*time.Second {
 			err := s.h.do(ctx, false, func(l *libvirt.Libvirt) error {
-				return l.DomainShutdownFlags(s.dom, libvirt.DomainShutdownAcpiPowerBtn)
+				err := l.DomainShutdownFlags(s.dom, libvirt.DomainShutdownAcpiPowerBtn)
+				if libvirtCode(err, libvirt.ErrInvalidArg) || libvirtCode(err, libvirt.ErrArgumentUnsupported) || libvirtCode(err, libvirt.ErrNoSupport) {
+					// The hypervisor's own choice of method.
+					err = l.DomainShutdown(s.dom)
+				}
+				return err
 			})
 			if err != nil && !libvirtCode(err, libvirt.ErrOperationInvalid) {
 				return fmt.Errorf("domain %s: ACPI shutdown: %w", s.vm.Name, err)

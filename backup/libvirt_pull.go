@@ -39,6 +39,9 @@ type pullSession struct {
 	pausedAt    time.Time
 	report      SessionReport
 
+	dir   string       // the job's directory: socket, scratch files, state
+	state scratchState // what the VM was put through, mirrored in dir
+
 	mu       sync.Mutex
 	lostErr  error
 	stopWait chan struct{}
@@ -67,7 +70,9 @@ func (s *Domain) beginPull(ctx context.Context, req CaptureRequest, mode string)
 			err = errors.Join(err, p.u.runAll(ctx))
 		}
 	}()
-	if err := s.recoverLeftovers(ctx); err != nil {
+	healed, err := s.recoverLeftovers(ctx)
+	p.report.Warnings = append(p.report.Warnings, healed...)
+	if err != nil {
 		return nil, err
 	}
 	_, d, err := s.domainXML(ctx, 0)
@@ -99,6 +104,10 @@ func (s *Domain) beginPull(ctx context.Context, req CaptureRequest, mode string)
 	if err := writeOwner(dir); err != nil {
 		return nil, err
 	}
+	p.dir, p.state = dir, scratchState{Domain: s.vm.UUID, Name: s.vm.Name}
+	if err := writeScratchState(dir, p.state); err != nil {
+		return nil, err
+	}
 	sock := filepath.Join(dir, socketName)
 
 	var cpXML string
@@ -124,6 +133,9 @@ func (s *Domain) beginPull(ctx context.Context, req CaptureRequest, mode string)
 			p.report.Warnings = append(p.report.Warnings, s.vm.Name+" was already paused; it is left paused")
 		} else {
 			p.resumeOp = p.u.push("resuming "+s.vm.Name, p.resume)
+			if err := p.setState(func(st *scratchState) { st.Paused = true }); err != nil {
+				return nil, err
+			}
 			p.pausedAt = time.Now()
 			if err := s.h.do(ctx, false, func(l *libvirt.Libvirt) error { return l.DomainSuspend(s.dom) }); err != nil {
 				return nil, s.vmErr(fmt.Errorf("suspending: %w", err))
@@ -133,6 +145,9 @@ func (s *Domain) beginPull(ctx context.Context, req CaptureRequest, mode string)
 		p.consistency = repo.ConsistencyPaused
 	case ModeSnapshot:
 		thawOp = p.u.push("thawing the filesystems of "+s.vm.Name, p.thaw)
+		if err := p.setState(func(st *scratchState) { st.Frozen = true }); err != nil {
+			return nil, err
+		}
 		frozenAt = time.Now()
 		n, err := s.freeze(ctx)
 		switch {
@@ -369,6 +384,9 @@ func (p *pullSession) resume(ctx context.Context) error {
 		}
 		return l.DomainResume(s.dom)
 	})
+	if err == nil {
+		p.setState(func(st *scratchState) { st.Paused = false })
+	}
 	if err == nil && !p.pausedAt.IsZero() {
 		p.report.PauseMS = time.Since(p.pausedAt).Milliseconds()
 		s.notify("%s resumed after %v", s.vm.Name, time.Since(p.pausedAt).Round(time.Millisecond))
@@ -381,10 +399,24 @@ func (p *pullSession) resume(ctx context.Context) error {
 
 func (p *pullSession) thaw(ctx context.Context) error {
 	s := p.s
-	return s.h.do(ctx, true, func(l *libvirt.Libvirt) error {
+	err := s.h.do(ctx, true, func(l *libvirt.Libvirt) error {
 		_, err := l.DomainFsthaw(s.dom, nil, 0)
 		return err
 	})
+	if err == nil {
+		p.setState(func(st *scratchState) { st.Frozen = false })
+	}
+	return err
+}
+
+// setState records a change of the VM's state in the job's directory
+// (for a run after a killed one; see libvirt_leftovers.go).
+func (p *pullSession) setState(change func(*scratchState)) error {
+	if p.dir == "" {
+		return nil
+	}
+	change(&p.state)
+	return writeScratchState(p.dir, p.state)
 }
 
 func (p *pullSession) Mode() string {
