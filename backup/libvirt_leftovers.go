@@ -189,4 +189,3 @@ func (s *Domain) abortLeftoverJob(ctx context.Context, dir string) error {
 	os.RemoveAll(jdir)
 	return nil
 }
-

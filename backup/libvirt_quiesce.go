@@ -37,4 +37,3 @@ func (s *Domain) freeze(ctx context.Context) (int, error) {
 	}
 	return 0, s.vmErr(fmt.Errorf("freezing filesystems: %w", err))
 }
-
