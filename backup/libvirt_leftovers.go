@@ -189,3 +189,14 @@ func (s *Domain) abortLeftoverJob(ctx context.Context, dir string) error {
 	os.RemoveAll(jdir)
 	return nil
 }
+
+// Heal puts right what killed live backups of the domain left behind
+// (filesystems frozen, the VM paused, a backup job exporting), as the next
+// backup would. The backup command runs it from a guard process the
+// moment a backup dies without cleaning up.
+func (s *Domain) Heal(ctx context.Context) ([]string, error) {
+	if _, err := s.Open(ctx); err != nil {
+		return nil, err
+	}
+	return s.recoverLeftovers(ctx)
+}

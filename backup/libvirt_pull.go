@@ -117,6 +117,11 @@ func (s *Domain) beginPull(ctx context.Context, req CaptureRequest, mode string)
 			return nil, err
 		}
 		if cpXML != "" {
+			// A checkpoint of this name can only be left by a run that
+			// died before publishing a point with this id.
+			if err := s.deleteCheckpoint(ctx, req.Checkpoint); err != nil {
+				return nil, err
+			}
 			p.checkpoint = req.Checkpoint
 			p.cpUndo = p.u.push("deleting checkpoint "+p.checkpoint, func(ctx context.Context) error {
 				return s.deleteCheckpoint(ctx, p.checkpoint)

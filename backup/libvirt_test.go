@@ -16,11 +16,15 @@ import (
 // liveGuest starts the test guest (qcow2 disk, agent, a counter written
 // every second) and waits for its first counter values.
 func liveGuest(t *testing.T, o testimages.GuestOptions) (*testimages.Guest, testimages.GuestDisk) {
+	return liveGuestDisk(t, o, testimages.GuestDiskOptions{})
+}
+
+func liveGuestDisk(t *testing.T, o testimages.GuestOptions, do testimages.GuestDiskOptions) (*testimages.Guest, testimages.GuestDisk) {
 	t.Helper()
 	testimages.RequireRoot(t)
 	testimages.RequireTools(t, "qemu-img", "e2fsck", "losetup", "mount")
 	conn := testimages.LibvirtConn(t)
-	disk := testimages.NewGuestDisk(t, testimages.GuestDiskOptions{})
+	disk := testimages.NewGuestDisk(t, do)
 	o.Disk = disk.Path
 	g := testimages.StartGuest(t, conn, o)
 	if err := g.WaitConsole("vmmount-guest: counter 2", 60*time.Second); err != nil {

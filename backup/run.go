@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 
 	"github.com/vmmount/vmmount/backup/repo"
 	"github.com/vmmount/vmmount/imagefmt"
@@ -92,6 +93,7 @@ func Run(ctx context.Context, r *repo.Repo, src Source, opts Options) (res *Resu
 	if m.Config, err = sess.SaveConfig(ctx, part.Dir); err != nil {
 		return nil, fmt.Errorf("saving the VM configuration: %w", err)
 	}
+	linkUnchanged(part, r, vm.Name, m.Config)
 
 	// The copy is complete: release the VM before the (fsync-heavy)
 	// publication. An error here is the VM's, not the point's: the point
@@ -183,3 +185,25 @@ func captureDisk(ctx context.Context, part *repo.Partial, cd *CaptureDisk, paren
 }
 
 func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+
+// linkUnchanged replaces configuration files equal to the latest point's
+// (a direct-boot kernel and initrd are tens of MiB each) by hard links to
+// them. It is only a saving: any failure leaves the copy.
+func linkUnchanged(part *repo.Partial, r *repo.Repo, vm string, c repo.Config) {
+	prev, err := r.Latest(vm)
+	if err != nil {
+		return
+	}
+	for name, sum := range c.Files {
+		if prev.Manifest.Config.Files[name] != sum {
+			continue
+		}
+		tmp := part.Path("." + name + ".link")
+		if os.Link(prev.Path(name), tmp) != nil {
+			continue
+		}
+		if os.Rename(tmp, part.Path(name)) != nil {
+			os.Remove(tmp)
+		}
+	}
+}

@@ -95,6 +95,7 @@ func runBackup(ctx context.Context, g *globalOptions, o *backupOptions, args []s
 	}
 	if d, ok := src.(*backup.Domain); ok {
 		defer d.Close()
+		defer startGuard(g, o, d.Name)()
 	}
 	opts := backup.Options{Format: strings.ToLower(o.Format), Compress: strings.ToLower(o.Compress),
 		Full: o.Full, MaxChain: o.MaxChain, Tool: "vmmount " + version}

@@ -51,12 +51,9 @@ type refusedError struct{ error }
 func exitCode(err error) int {
 	var ue usageError
 	var re refusedError
-	var xe exitStatusError
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &xe):
-		return xe.code
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted
 	case errors.As(err, &ue):
@@ -84,10 +81,7 @@ func main() {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w: %v", context.Canceled, err)
 		}
-		var xe exitStatusError
-		if !errors.As(err, &xe) {
-			fmt.Fprintln(os.Stderr, "vmmount:", err)
-		}
+		fmt.Fprintln(os.Stderr, "vmmount:", err)
 	}
 	os.Exit(exitCode(err))
 }
@@ -120,14 +114,12 @@ same path the FUSE mount shows. ` + "`vmmount info IMAGE`" + ` lists the volumes
 		newLsCommand(opts),
 		newCatCommand(opts),
 		newStatCommand(opts),
-		newMountCommand(opts),
-		newUmountCommand(opts),
-		newShellCommand(opts),
 		newBackupCommand(opts),
 		newListCommand(opts),
 		newVerifyCommand(opts),
 		newPruneCommand(opts),
 		newForgetCommand(opts),
+		newBackupGuardCommand(opts),
 	)
 	return root
 }
