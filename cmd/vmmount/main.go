@@ -51,9 +51,12 @@ type refusedError struct{ error }
 func exitCode(err error) int {
 	var ue usageError
 	var re refusedError
+	var xe exitStatusError
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &xe):
+		return xe.code
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted
 	case errors.As(err, &ue):
@@ -81,7 +84,10 @@ func main() {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w: %v", context.Canceled, err)
 		}
-		fmt.Fprintln(os.Stderr, "vmmount:", err)
+		var xe exitStatusError
+		if !errors.As(err, &xe) {
+			fmt.Fprintln(os.Stderr, "vmmount:", err)
+		}
 	}
 	os.Exit(exitCode(err))
 }
@@ -114,6 +120,9 @@ same path the FUSE mount shows. ` + "`vmmount info IMAGE`" + ` lists the volumes
 		newLsCommand(opts),
 		newCatCommand(opts),
 		newStatCommand(opts),
+		newMountCommand(opts),
+		newUmountCommand(opts),
+		newShellCommand(opts),
 		newBackupCommand(opts),
 		newListCommand(opts),
 		newVerifyCommand(opts),
