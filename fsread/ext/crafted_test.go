@@ -150,7 +150,7 @@ func TestHugeFileBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !cf.sb.HasRoCompat(disklayout.RoCompatHugeFile) {
-		t.Skip("fixture without huge_file")
+		t.Fatal("fixture without huge_file")
 	}
 	a := mustLookup(t, cf, "plain/a")
 	b := bytes.Clone(clean)

@@ -33,10 +33,10 @@ func openImage(t testing.TB, img string) *FS {
 // and inode numbers.
 func TestAgainstKernel(t *testing.T) {
 	for _, v := range variants {
+		if v.noOracle {
+			continue // tested on its own (TestCasefold)
+		}
 		t.Run(v.name, func(t *testing.T) {
-			if v.noOracle {
-				t.Skip("tested on its own")
-			}
 			img, want := fixture(t, v)
 			fs := openImage(t, img)
 			got, err := testimages.ScanFS(fs)
