@@ -128,6 +128,7 @@ same path the FUSE mount shows. ` + "`vmmount info IMAGE`" + ` lists the volumes
 		newVerifyCommand(opts),
 		newPruneCommand(opts),
 		newForgetCommand(opts),
+		newRestoreCommand(opts),
 		newBackupGuardCommand(opts),
 	)
 	return root
