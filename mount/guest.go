@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -52,6 +53,8 @@ type guestNode struct {
 	g    *guestFS  // set on every other node
 	ino  uint64    // guest inode (0 on a volume root until opened)
 	fino uint64    // inode number in the mount
+
+	content atomic.Pointer[fsys.File] // a regular file's reader, once read
 }
 
 var (
@@ -64,6 +67,7 @@ var (
 	_ gofs.NodeGetxattrer  = (*guestNode)(nil)
 	_ gofs.NodeListxattrer = (*guestNode)(nil)
 	_ gofs.NodeStatfser    = (*guestNode)(nil)
+	_ gofs.NodeFlusher     = (*guestNode)(nil)
 )
 
 // guest returns the node's filesystem and guest inode, opening the volume
@@ -183,32 +187,44 @@ func typeBits(t fs.FileMode) uint32 {
 	return fsys.S_IFREG
 }
 
-// fileHandle is an open guest file.
-type fileHandle struct {
-	f fsys.File
+// Opens are not served: Open answers ENOSYS, which (with the
+// FUSE_NO_OPEN_SUPPORT capability go-fuse negotiates) makes the kernel stop
+// sending OPEN and RELEASE for files of this mount, and Flush answers ENOSYS
+// so it stops sending FLUSH on close too. A tar or cp of many small files
+// then costs one round trip per read instead of four. The mount is
+// read-only, so the kernel refuses writable opens before asking.
+func (n *guestNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	return nil, 0, syscall.ENOSYS
 }
 
-func (n *guestNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
-		return nil, 0, syscall.EROFS
+func (n *guestNode) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
+	return syscall.ENOSYS
+}
+
+// file returns the node's content reader, opened on first use and kept
+// with the node.
+func (n *guestNode) file() (fsys.File, error) {
+	if f := n.content.Load(); f != nil {
+		return *f, nil
 	}
 	g, ino, err := n.guest()
 	if err != nil {
-		return nil, 0, syscall.EISDIR
+		return nil, syscall.EISDIR
 	}
 	f, err := g.fs.Open(ino)
 	if err != nil {
-		return nil, 0, n.fail("open", err)
+		return nil, err
 	}
-	return &fileHandle{f: f}, fuse.FOPEN_KEEP_CACHE, 0
+	n.content.CompareAndSwap(nil, &f)
+	return *n.content.Load(), nil
 }
 
 func (n *guestNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	h, ok := fh.(*fileHandle)
-	if !ok {
-		return nil, syscall.EBADF
+	f, err := n.file()
+	if err != nil {
+		return nil, n.fail("open", err)
 	}
-	k, err := h.f.ReadAt(dest, off)
+	k, err := f.ReadAt(dest, off)
 	if err != nil && err != io.EOF {
 		return nil, n.fail(fmt.Sprintf("read at %d", off), err)
 	}

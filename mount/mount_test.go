@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,4 +157,59 @@ func TestCheckMountpoint(t *testing.T) {
 		t.Fatal("missing mountpoint accepted")
 	}
 	_ = time.Second
+}
+
+// countingFS counts reads of file content.
+type countingFS struct {
+	fsys.FileSystem
+	reads *atomic.Int64
+}
+
+type countingFile struct {
+	fsys.File
+	reads *atomic.Int64
+}
+
+func (c countingFS) Open(ino uint64) (fsys.File, error) {
+	f, err := c.FileSystem.Open(ino)
+	if err != nil {
+		return nil, err
+	}
+	return countingFile{f, c.reads}, nil
+}
+
+func (c countingFile) ReadAt(p []byte, off int64) (int, error) {
+	c.reads.Add(1)
+	return c.File.ReadAt(p, off)
+}
+
+// TestMountKeepsPageCache: data read once is served from the kernel's page
+// cache afterwards (the tree is immutable), even though opens are not
+// forwarded.
+func TestMountKeepsPageCache(t *testing.T) {
+	testimages.RequireRoot(t)
+	src := t.TempDir()
+	data := bytes.Repeat([]byte("page cache "), 100000)
+	os.WriteFile(filepath.Join(src, "f"), data, 0o644)
+	var reads atomic.Int64
+	s := mountTree(t, &Dir{Entries: []Entry{{"v", &Volume{Name: "v", Open: func() (fsys.FileSystem, error) {
+		h, err := testimages.NewHostFS(src)
+		return countingFS{h, &reads}, err
+	}}}}}, nil)
+	for i := range 3 {
+		b, err := os.ReadFile(filepath.Join(s.Dir(), "v", "f"))
+		if err != nil || !bytes.Equal(b, data) {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		if i == 0 && reads.Load() == 0 {
+			t.Fatal("first read did not reach the filesystem")
+		}
+	}
+	first := reads.Load()
+	for range 3 {
+		os.ReadFile(filepath.Join(s.Dir(), "v", "f"))
+	}
+	if n := reads.Load(); n != first {
+		t.Errorf("rereads reached the filesystem %d more times; page cache not kept", n-first)
+	}
 }
