@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -31,81 +30,15 @@ func requireBench(b *testing.B) {
 	testimages.RequireTools(b, "mkfs.ext4", "losetup", "mount", "cp")
 }
 
-// benchTreeImage is an ext4 image of real files: /usr/share, the Go
-// toolchain and some libraries (about 2 GB, 75,000+ entries where they
-// exist), made by mkfs.ext4 -d.
+// benchTreeImage is the shared ~75,000-entry ext4 image of real files.
 func benchTreeImage(b *testing.B) string {
-	dir := testimages.Get(b, "ext-bench-tree", "v1", func(dir string) error {
-		stage := filepath.Join(dir, "stage")
-		if err := os.Mkdir(stage, 0o755); err != nil {
-			return err
-		}
-		defer os.RemoveAll(stage)
-		for _, d := range []string{"/usr/share", "/usr/local/go", "/usr/lib/x86_64-linux-gnu", "/usr/lib/jvm"} {
-			if _, err := os.Stat(d); err != nil {
-				continue
-			}
-			dst := filepath.Join(stage, strings.ReplaceAll(strings.TrimPrefix(d, "/"), "/", "_"))
-			// Hard links when /usr is on the same filesystem, else a copy.
-			if _, err := testimages.Run("cp", "-al", d, dst); err != nil {
-				os.RemoveAll(dst)
-				if _, err := testimages.Run("cp", "-a", d, dst); err != nil {
-					return err
-				}
-			}
-		}
-		img := filepath.Join(dir, "image")
-		if err := testimages.Truncate(img, 5<<30); err != nil {
-			return err
-		}
-		_, err := testimages.Run("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", "-d", stage, img)
-		return err
-	})
-	return filepath.Join(dir, "image")
+	raw, _ := testimages.BenchTreeImage(b)
+	return raw
 }
 
 // benchBigFileImage holds one 1 GiB file of incompressible data, as raw
 // and as qcow2.
-func benchBigFileImage(b *testing.B) (raw, qcow2 string) {
-	dir := testimages.Get(b, "ext-bench-1g", "v1", func(dir string) error {
-		stage := filepath.Join(dir, "stage")
-		if err := os.Mkdir(stage, 0o755); err != nil {
-			return err
-		}
-		defer os.RemoveAll(stage)
-		f, err := os.Create(filepath.Join(stage, "big"))
-		if err != nil {
-			return err
-		}
-		rng := rand.New(rand.NewChaCha8([32]byte{1}))
-		buf := make([]byte, 4<<20)
-		for range 256 {
-			for i := 0; i < len(buf); i += 8 {
-				v := rng.Uint64()
-				for k := range 8 {
-					buf[i+k] = byte(v >> (8 * k))
-				}
-			}
-			if _, err := f.Write(buf); err != nil {
-				f.Close()
-				return err
-			}
-		}
-		if err := f.Close(); err != nil {
-			return err
-		}
-		img := filepath.Join(dir, "image")
-		if err := testimages.Truncate(img, 1536<<20); err != nil {
-			return err
-		}
-		if _, err := testimages.Run("mkfs.ext4", "-q", "-F", "-d", stage, img); err != nil {
-			return err
-		}
-		_, err = testimages.Run("qemu-img", "convert", "-O", "qcow2", img, filepath.Join(dir, "image.qcow2"))
-		return err
-	})
-	return filepath.Join(dir, "image"), filepath.Join(dir, "image.qcow2")
-}
+func benchBigFileImage(b *testing.B) (raw, qcow2 string) { return testimages.BenchBigFileImage(b) }
 
 // walkTree lstats every entry of fsys, reads every regular file to the end
 // and every symlink's target: what a backup or a restore does.
