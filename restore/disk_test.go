@@ -18,7 +18,7 @@ import (
 	"github.com/vmmount/vmmount/testimages"
 )
 
-func fileSHA(t *testing.T, name string) string {
+func fileSHA(t testing.TB, name string) string {
 	t.Helper()
 	f, err := os.Open(name)
 	if err != nil {
