@@ -121,14 +121,7 @@ func TestPointFiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		co := v.CompareOptions()
-		co.Fields &^= testimages.FieldCtime | testimages.FieldDirSize | testimages.FieldBlocks | testimages.FieldBtime
-		// Synthesized by NTFS readers, not stored by a host filesystem.
-		co.IgnoreXattrs = append(co.IgnoreXattrs, "system.ntfs")
-		if v.Compare == "ntfs" {
-			ntfsOracleForRestore(want, v.MountPoint)
-			co.Fields &^= testimages.FieldNlink // ntfs-3g says 1; the hardlink groups are compared
-		}
+		co := volumeCompare(v, want)
 		if d := testimages.Compare(want, got, co); len(d) > 0 {
 			t.Errorf("%s (%s) differs from its oracle (-want +got):\n%s", name, v.FS, strings.Join(d, "\n"))
 		}
@@ -205,6 +198,21 @@ func restoreRepo(t *testing.T, dir, saved string) {
 	t.Helper()
 	os.RemoveAll(dir)
 	testimages.MustRun(t, "cp", "-a", "--sparse=always", saved, dir)
+}
+
+// volumeCompare is how a restored volume is compared with a disk
+// fixture's oracle (which it may adjust): the volume's options without
+// what a host filesystem decides (ctime, directory sizes, blocks, birth
+// times) or cannot hold (NTFS attribute flags).
+func volumeCompare(v testimages.Volume, want *testimages.Manifest) testimages.CompareOptions {
+	co := v.CompareOptions()
+	co.Fields &^= testimages.FieldCtime | testimages.FieldDirSize | testimages.FieldBlocks | testimages.FieldBtime
+	co.IgnoreXattrs = append(co.IgnoreXattrs, "system.ntfs")
+	if v.Compare == "ntfs" {
+		ntfsOracleForRestore(want, v.MountPoint)
+		co.Fields &^= testimages.FieldNlink // ntfs-3g says 1; the hardlink groups are compared
+	}
+	return co
 }
 
 // ntfsOracleForRestore turns the ntfs-3g oracle into what a restore
