@@ -54,7 +54,7 @@ func newCheckedImage(img imagefmt.Image, name string, sums *repo.BlockHashes) (*
 	}
 	c := &checkedImage{Image: img, name: name, sums: sums, ok: make([]atomic.Uint64, (len(sums.Sums)+63)/64)}
 	bs := int(sums.BlockSize)
-	c.pool.New = func() any { b := make([]byte, bs); return &b }
+	c.pool.New = func() any { b := make([]byte, 2*bs); return &b }
 	return c, nil
 }
 
@@ -68,12 +68,30 @@ func (c *checkedImage) blockRange(b int64) (lo, hi int64) {
 
 // ReadAt reads from the image and checks every block the read touches.
 func (c *checkedImage) ReadAt(p []byte, off int64) (int, error) {
+	bs, size := c.sums.BlockSize, c.Size()
+	if len(p) == 0 || off < 0 || off >= size {
+		return c.Image.ReadAt(p, off)
+	}
+	end := min(off+int64(len(p)), size)
+	first, last := off/bs, (end-1)/bs
+	allOK := true
+	for b := first; b <= last && allOK; b++ {
+		allOK = c.isOK(b)
+	}
+	if allOK {
+		return c.Image.ReadAt(p, off)
+	}
+	if last-first < 2 {
+		// A small read (a filesystem reader's inode or directory
+		// block): read its blocks whole, once, check them and copy the
+		// part asked for.
+		return c.readSmall(p, off, end, first, last)
+	}
 	n, err := c.Image.ReadAt(p, off)
 	if n == 0 || (err != nil && err != io.EOF) {
 		return n, err
 	}
-	bs := c.sums.BlockSize
-	end := off + int64(n)
+	end = off + int64(n)
 	for b := off / bs; b*bs < end; b++ {
 		if c.isOK(b) {
 			continue
@@ -86,25 +104,40 @@ func (c *checkedImage) ReadAt(p []byte, off int64) (int, error) {
 			c.setOK(b)
 			continue
 		}
-		// An edge block the read covers only partly: read it whole,
-		// check it, and serve the checked bytes.
-		bp := c.pool.Get().(*[]byte)
-		buf := (*bp)[:hi-lo]
-		_, rerr := c.Image.ReadAt(buf, lo)
-		if rerr != nil && rerr != io.EOF {
-			c.pool.Put(bp)
-			return 0, rerr
+		// An edge block the read covers only partly.
+		if _, err := c.readSmall(p[max(lo, off)-off:min(hi, end)-off], max(lo, off), min(hi, end), b, b); err != nil && err != io.EOF {
+			return 0, err
 		}
-		if sha256.Sum256(buf) != c.sums.Sums[b] {
-			c.pool.Put(bp)
-			return 0, &BlockError{Disk: c.name, Block: b, Off: lo, Len: hi - lo}
-		}
-		c.setOK(b)
-		from, to := max(lo, off), min(hi, end)
-		copy(p[from-off:to-off], buf[from-lo:to-lo])
-		c.pool.Put(bp)
 	}
 	return n, err
+}
+
+// readSmall serves [off, end) from the blocks first..last (at most two),
+// read whole, checked and marked good.
+func (c *checkedImage) readSmall(p []byte, off, end, first, last int64) (int, error) {
+	bp := c.pool.Get().(*[]byte)
+	defer c.pool.Put(bp)
+	lo, _ := c.blockRange(first)
+	_, hi := c.blockRange(last)
+	buf := (*bp)[:hi-lo]
+	if _, err := c.Image.ReadAt(buf, lo); err != nil && err != io.EOF {
+		return 0, err
+	}
+	for b := first; b <= last; b++ {
+		if c.isOK(b) {
+			continue
+		}
+		blo, bhi := c.blockRange(b)
+		if sha256.Sum256(buf[blo-lo:bhi-lo]) != c.sums.Sums[b] {
+			return 0, &BlockError{Disk: c.name, Block: b, Off: blo, Len: bhi - blo}
+		}
+		c.setOK(b)
+	}
+	n := copy(p, buf[off-lo:end-lo])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
 }
 
 // checkHoles checks, without reading, the blocks the image holds no data
