@@ -2,7 +2,6 @@ package backup
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -97,7 +96,10 @@ func copyDisk(ctx context.Context, spec copySpec) (*copyResult, error) {
 	c := &copier{spec: spec, size: size, hashes: repo.NewBlockHashes(size, blockSize), prog: progress.OrNop(spec.prog)}
 	c.workers = spec.workers
 	if c.workers <= 0 {
-		c.workers = runtime.GOMAXPROCS(0)
+		// Hashing and compressing want a worker per core; reading wants
+		// several requests in flight whatever the cores (an NBD export
+		// answers scattered dirty blocks one round trip each).
+		c.workers = max(runtime.GOMAXPROCS(0), minReaders)
 	}
 	c.zeroSum = repo.ZeroSum(blockSize)
 	if tail := size % blockSize; tail != 0 {
@@ -147,5 +149,5 @@ func copyDisk(ctx context.Context, spec copySpec) (*copyResult, error) {
 	return res, f.Close()
 }
 
-// blockSum hashes one block of the guest view.
-func blockSum(b []byte) [sha256.Size]byte { return sha256.Sum256(b) }
+// minReaders is the least number of chunks read at once.
+const minReaders = 8

@@ -180,7 +180,11 @@ func (c *copier) produce(ctx context.Context, pool chan []byte, work, order chan
 func (c *copier) process(j *copyJob, comp *qcow2.Compressor) error {
 	base := j.first * blockSize
 	if j.buf != nil {
-		clear(j.buf)
+		// Only read blocks are used; past the end of the disk the last
+		// cluster must read as zeros.
+		if end := c.size - base; end < int64(len(j.buf)) {
+			clear(j.buf[end:])
+		}
 		for _, r := range j.reads {
 			dst := j.buf[r.Off-base : r.Off-base+r.Len]
 			n, err := c.spec.src.ReadAt(dst, r.Off)

@@ -81,18 +81,35 @@ func Run(ctx context.Context, r *repo.Repo, src Source, opts Options) (res *Resu
 	if len(sess.Disks()) == 0 {
 		return nil, ErrNoDisks
 	}
+	// The configuration is saved while the disks are copied.
+	type configResult struct {
+		c   repo.Config
+		err error
+	}
+	cfgc := make(chan configResult, 1)
+	go func() {
+		c, err := sess.SaveConfig(ctx, part.Dir)
+		cfgc <- configResult{c, err}
+	}()
 	usedParent := false
+	var copyErr error
 	for _, cd := range sess.Disks() {
 		d, used, err := captureDisk(ctx, part, cd, parent, &opts)
 		if err != nil {
-			return nil, fmt.Errorf("disk %s (%s): %w", cd.Target, cd.Source, err)
+			copyErr = fmt.Errorf("disk %s (%s): %w", cd.Target, cd.Source, err)
+			break
 		}
 		usedParent = usedParent || used
 		m.Disks = append(m.Disks, *d)
 	}
-	if m.Config, err = sess.SaveConfig(ctx, part.Dir); err != nil {
-		return nil, fmt.Errorf("saving the VM configuration: %w", err)
+	cfg := <-cfgc
+	if copyErr != nil {
+		return nil, copyErr
 	}
+	if cfg.err != nil {
+		return nil, fmt.Errorf("saving the VM configuration: %w", cfg.err)
+	}
+	m.Config = cfg.c
 	linkUnchanged(part, r, vm.Name, m.Config)
 
 	// The copy is complete: release the VM before the (fsync-heavy)
