@@ -54,6 +54,9 @@ sleep 1 # restore point ids have one-second resolution
 step "vmmount list --repo $repo"
 "$bin" list --repo "$repo"
 
+step "vmmount verify --repo $repo   (checksums, image structure, every filesystem)"
+"$bin" verify --repo "$repo"
+
 step "vmmount mount --background --repo $repo demo/latest $mnt"
 "$bin" mount --background --repo "$repo" demo/latest "$mnt"
 trap '"$bin" umount --lazy "$mnt" 2>/dev/null || true' EXIT

@@ -210,11 +210,11 @@ func (o *backupOptions) source(g *globalOptions, args []string) (backup.Source, 
 // printPoint says what a backup stored.
 func (g *globalOptions) printPoint(p *repo.Point) {
 	m := p.Manifest
-	kind := "full"
+	kind := "full point"
 	if m.Parent != "" {
-		kind = "incremental on " + m.Parent
+		kind = "incremental point on " + m.Parent
 	}
-	g.printf("%s: %s point (%s, %s) in %s\n", p.Ref(), kind, m.Mode, m.Consistency, time.Duration(m.DurationMS)*time.Millisecond)
+	g.printf("%s: %s (%s, %s) in %s\n", p.Ref(), kind, m.Mode, m.Consistency, time.Duration(m.DurationMS)*time.Millisecond)
 	if m.FreezeMS > 0 {
 		g.printf("  filesystems frozen for %s\n", time.Duration(m.FreezeMS)*time.Millisecond)
 	}
