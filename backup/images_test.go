@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -78,3 +79,95 @@ func TestImagesChain(t *testing.T) {
 }
 
 func pointState(i int) string { return "state" + string(rune('0'+i)) + ".raw" }
+
+// TestImagesVariants: raw points (always full, sparse), compressed points,
+// a qcow2 source with a backing chain, and a VM of two disks; each point
+// reads as its sources and passes Verify.
+func TestImagesVariants(t *testing.T) {
+	testimages.RequireTools(t, "qemu-img", "qemu-io")
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base.qcow2")
+	top := filepath.Join(dir, "top.qcow2")
+	other := filepath.Join(dir, "other.raw")
+	testimages.MustRun(t, "qemu-img", "create", "-q", "-f", "qcow2", base, "20M")
+	testimages.MustRun(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x61 0 3M", "-c", "write -P 0x62 10M 1M", base)
+	testimages.MustRun(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", top)
+	testimages.MustRun(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x63 1M 64k", "-c", "write -z 10M 512k", top)
+	testimages.MustRun(t, "qemu-img", "create", "-q", "-f", "raw", other, "5000k") // not a multiple of 64 KiB
+	testimages.MustRun(t, "qemu-io", "-f", "raw", "-c", "write -P 0x64 4900k 100k", other)
+	src := &Images{Name: "two", Disks: []ImageDisk{{Target: "vda", Path: top}, {Target: "vdb", Path: other, Format: "raw"}}}
+	ctx := context.Background()
+	// One repository: each case chains on the one before (a qcow2 point
+	// on a raw one takes the raw image as its backing file).
+	r := newRepo(t)
+	clock := testClock()
+	for _, tc := range []struct {
+		name string
+		opts Options
+	}{
+		{"qcow2", Options{}},
+		{"zstd", Options{Compress: "zstd"}},
+		{"raw", Options{Format: "raw"}},
+		{"raw again", Options{Format: "raw"}},
+		{"zlib after raw", Options{Compress: "zlib"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.Now = clock
+			var last *repo.Point
+			for range 2 {
+				res, err := Run(ctx, r, src, tc.opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				last = res.Point
+			}
+			m := last.Manifest
+			if len(m.Disks) != 2 {
+				t.Fatalf("disks %+v", m.Disks)
+			}
+			raw := tc.opts.Format == "raw"
+			if raw == (m.Parent != "") || m.Parent != "" && m.Disks[0].Backing == "" {
+				t.Errorf("second point: parent %q for format %q", m.Parent, tc.opts.Format)
+			}
+			for i, want := range []string{top, other} {
+				d := m.Disks[i]
+				img := last.Path(d.Image)
+				if raw {
+					if d.Format != "raw" || d.StoredBytes > d.VirtualSize/2 {
+						t.Errorf("raw disk %s: format %s, %d bytes stored (not sparse?)", d.Target, d.Format, d.StoredBytes)
+					}
+				} else {
+					qemuCheck(t, img)
+					if d.Compression != tc.opts.Compress {
+						t.Errorf("disk %s compression %q", d.Target, d.Compression)
+					}
+				}
+				qemuCompare(t, img, want)
+				if raw && d.VirtualSize != imageSize(t, want) {
+					t.Errorf("disk %s: %d bytes, source %d", d.Target, d.VirtualSize, imageSize(t, want))
+				}
+			}
+			reps, err := Verify(ctx, r, "two", nil, VerifyOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, rep := range reps {
+				if !rep.OK {
+					t.Errorf("%s: %v", rep.Point, rep.Faults)
+				}
+			}
+		})
+	}
+}
+
+func imageSize(t *testing.T, p string) int64 {
+	t.Helper()
+	out := testimages.MustRun(t, "qemu-img", "info", "--output=json", p)
+	var v struct {
+		VirtualSize int64 `json:"virtual-size"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatal(err)
+	}
+	return v.VirtualSize
+}

@@ -164,4 +164,30 @@ func TestLibvirtModes(t *testing.T) {
 	for _, p := range points {
 		qemuCheck(t, p.Path("vda.qcow2"))
 	}
+
+	// Prune to the last two: the three points under them are merged in.
+	pres, err := Prune(ctx, r, g.Name, repo.Policy{Last: 2}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pres.Merges) != 3 {
+		t.Errorf("merges %+v", pres.Merges)
+	}
+	kept, _, _ := r.Points(g.Name)
+	if len(kept) != 2 || kept[0].ID != points[3].ID || kept[0].Manifest.Parent != "" || kept[1].Manifest.Parent != kept[0].ID {
+		t.Fatalf("after prune: %v", kept)
+	}
+	checkPointFiles(t, kept[0], disk, true, c4)
+	checkPointFiles(t, kept[1], disk, true, c4)
+	reps, err := Verify(ctx, r, g.Name, nil, VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rep := range reps {
+		if !rep.OK {
+			t.Errorf("%s after prune: %v", rep.Point, rep.Faults)
+		}
+	}
+	// And the chain goes on.
+	backup(&Domain{Name: g.Name})
 }

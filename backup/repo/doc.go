@@ -13,8 +13,14 @@
 //	REPO/<vm>/<id>/<target>.qcow2       one image per disk (or .raw); an
 //	                                    incremental's backing file is
 //	                                    ../<parent id>/<target>.qcow2
+//	REPO/<vm>/<id>/<target>.blockhashes SHA-256 of every 64 KiB block of the
+//	                                    disk (blockhash.go)
 //	REPO/<vm>/.partial-<id>-<random>/   a point being written; never listed,
 //	                                    removed by the next backup of the VM
+//	REPO/<vm>/.fold-<id>.json           a merge of point <id> into the next
+//	                                    one in progress (prune, forget):
+//	                                    <id> is hidden; finished by the next
+//	                                    prune, forget or backup (fold.go)
 //
 // Point ids are UTC times in ISO 8601 basic format (20261125T123456Z), so they
 // sort by time and work as path components; a second point within the same
