@@ -287,6 +287,17 @@ func (f *FS) addEntry(n *inode, name []byte, ino uint32, ft uint8) error {
 	if err != nil || done {
 		return err
 	}
+	if f.hasDirIndex() && f.dirBlocks(n) == 1 {
+		// As the kernel does, index a directory that outgrows its
+		// first block, so it does not stay a long linear list.
+		ok, err := f.dxMakeIndexed(n)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return f.dxAdd(n, name, ino, ft)
+		}
+	}
 	lblk, phys, b, err := f.dirAppendBlock(n)
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ const (
 	OpHtreeSplit    = "htree-split"    // a full htree leaf was split
 	OpHtreeNode     = "htree-node"     // a new htree index block
 	OpInlineConvert = "inline-convert" // an inline directory moved into a block
+	OpHtreeIndex    = "htree-index"    // a full one-block directory got an htree index
 )
 
 // Extent is a run of filesystem blocks.

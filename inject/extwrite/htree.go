@@ -518,3 +518,71 @@ func (f *FS) fillLeaf(n *inode, b []byte, hs []hashed) {
 	}
 	f.sealLeaf(n, b)
 }
+
+// dxMakeIndexed turns a one-block linear directory whose block is full
+// into an htree directory, as make_indexed_dir does when such a directory
+// needs a second block: the entries after "." and ".." move to a new
+// block 1, and block 0 becomes the root (dx_root_info with the
+// superblock's default hash version, one index entry pointing at block
+// 1). ok is false when block 0 does not start with the "." and ".."
+// records the root layout needs; the directory then stays linear.
+func (f *FS) dxMakeIndexed(n *inode) (bool, error) {
+	phys0, err := f.mapBlock(n, 0)
+	if err != nil || phys0 == 0 {
+		return false, err
+	}
+	rb, err := f.st.read(phys0)
+	if err != nil {
+		return false, err
+	}
+	area, err := f.leafArea(n, rb, phys0)
+	if err != nil {
+		return false, err
+	}
+	ents, err := f.parseRegion(n, area, "leaf")
+	if err != nil {
+		return false, err
+	}
+	if len(ents) < 2 || ents[0].off != 0 || string(ents[0].name) != "." || ents[0].recLen != disklayout.DirentMinLen(1) ||
+		ents[1].off != ents[0].recLen || string(ents[1].name) != ".." {
+		return false, nil
+	}
+	v := f.sb.DefHashVersion
+	if v > disklayout.DxHashTea {
+		return false, nil
+	}
+	var hs []hashed
+	for _, e := range ents[2:] {
+		if e.ino != 0 {
+			hs = append(hs, hashed{ino: e.ino, ft: e.ft, name: append([]byte(nil), e.name...)})
+		}
+	}
+	dotdot := ents[1]
+	lblk, phys1, b1, err := f.dirAppendBlock(n)
+	if err != nil {
+		return false, err
+	}
+	if lblk != 1 {
+		return false, f.corrupt("directory inode %d: new block %d is not block 1", n.ino, lblk)
+	}
+	f.fillLeaf(n, b1, hs)
+
+	root, err := f.st.modify(phys0)
+	if err != nil {
+		return false, err
+	}
+	dot := disklayout.DirentMinLen(1)
+	clear(root[dot:])
+	putDirent(root[dot:], dotdot.ino, f.bs-dot, []byte(".."), dotdot.ft, f.bs)
+	ri := root[disklayout.DxRootInfoOff:]
+	ri[4] = v // hash_version
+	ri[5] = disklayout.DxRootInfoLen
+	off := disklayout.DxRootInfoOff + disklayout.DxRootInfoLen
+	fr := dxFrame{lblk: 0, phys: phys0, off: off, count: 1, limit: f.dxLimit(off)}
+	putDxCount(root, off, fr.count, fr.limit)
+	putDxEntry(root, off, 0, 0, 1)
+	f.sealDx(n, root, fr)
+	n.d.Flags |= disklayout.FlagIndex
+	f.event(Event{Op: OpHtreeIndex, Ino: n.ino, Blocks: []Extent{{phys1, 1}}, Note: "one-block directory indexed; its entries moved to block 1"})
+	return true, nil
+}
