@@ -2,6 +2,8 @@ package restore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -137,5 +139,81 @@ func TestRestoreConfig(t *testing.T) {
 func undefine(t *testing.T, conn *libvirt.Libvirt, name string) {
 	if d, err := conn.DomainLookupByName(name); err == nil {
 		conn.DomainUndefineFlags(d, undefineFlags)
+	}
+}
+
+// TestRestoreVMFiles: the NVRAM and a direct-boot kernel saved with a
+// point go into DIR with the disks for a copy (the XML edited to match),
+// and back to their own paths for a disaster recovery.
+func TestRestoreVMFiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs libvirtd")
+	}
+	testimages.RequireRoot(t)
+	conn := testimages.LibvirtConn(t)
+	r, ref, orig := configPoint(t)
+	pt, err := r.Point(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Give the saved configuration an NVRAM and a kernel, as a backup of
+	// a UEFI or direct-boot domain has.
+	hostDir := t.TempDir()
+	nvram, kernel := filepath.Join(hostDir, "web_VARS.fd"), filepath.Join(hostDir, "vmlinuz")
+	orig.OS.Loader = &libvirtxml.DomainLoader{Path: "/usr/share/OVMF/OVMF_CODE.fd", Readonly: "yes", Type: "pflash"}
+	orig.OS.NVRam = &libvirtxml.DomainNVRam{NVRam: nvram}
+	orig.OS.Kernel = kernel
+	x, _ := orig.Marshal()
+	m := pt.Manifest
+	m.Config.Files = map[string]string{}
+	for name, content := range map[string]string{"domain.xml": x, "nvram.fd": "NVRAM VARS", "vmlinuz": "a kernel"} {
+		os.WriteFile(pt.Path(name), []byte(content), 0o644)
+		m.Config.Files[name] = fmt.Sprintf("%x", sha256.Sum256([]byte(content)))
+	}
+	m.Config.DomainXML, m.Config.NVRAM, m.Config.Kernel = "domain.xml", "nvram.fd", "vmlinuz"
+	mb, _ := json.MarshalIndent(m, "", "  ")
+	os.WriteFile(pt.Path(repo.ManifestFile), mb, 0o644)
+
+	ctx := context.Background()
+	p, err := OpenPoint(ctx, r, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	dir := t.TempDir()
+	vr, err := RestoreVM(ctx, p, VMOptions{Conn: conn, NewIdentity: true, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{filepath.Join(dir, vr.Name+"_VARS.fd"): "NVRAM VARS", filepath.Join(dir, vr.Name+"-vmlinuz"): "a kernel"}
+	for f, c := range want {
+		if b, err := os.ReadFile(f); err != nil || string(b) != c {
+			t.Errorf("%s: %q %v", f, b, err)
+		}
+	}
+	var d libvirtxml.Domain
+	b, _ := os.ReadFile(vr.XMLFile)
+	d.Unmarshal(string(b))
+	if d.OS.NVRam.NVRam != vr.NVRAM || d.OS.Kernel != vr.Kernel || vr.NVRAM != filepath.Join(dir, vr.Name+"_VARS.fd") || d.Name != orig.Name+"-"+p.Point.ID {
+		t.Errorf("copy's XML: nvram %s kernel %s name %s; result %+v", d.OS.NVRam.NVRam, d.OS.Kernel, d.Name, vr)
+	}
+
+	// Disaster recovery: the files go back where they were (the disk
+	// file exists: refused without --replace).
+	if _, err := RestoreVM(ctx, p, VMOptions{Conn: conn}); !errors.Is(err, ErrExists) {
+		t.Errorf("disaster recovery over an existing disk file: %v, want ErrExists", err)
+	}
+	if _, err := os.Stat(nvram); err == nil {
+		t.Errorf("refused restore wrote %s", nvram)
+	}
+	vr, err = RestoreVM(ctx, p, VMOptions{Conn: conn, Replace: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vr.NVRAM != nvram || vr.Kernel != kernel || vr.Name != orig.Name || vr.UUID != orig.UUID {
+		t.Errorf("disaster recovery: %+v", vr)
+	}
+	if b, _ := os.ReadFile(nvram); string(b) != "NVRAM VARS" {
+		t.Errorf("NVRAM: %q", b)
 	}
 }
