@@ -19,7 +19,7 @@ import (
 // run functions: output, JSON, refusals (exit 5), missing paths (exit 4),
 // a damaged point (exit 3).
 func TestRestoreCommands(t *testing.T) {
-	testimages.RequireTools(t, "qemu-img", "mkfs.ext4")
+	testimages.RequireTools(t, "qemu-img", "mkfs.ext4", "sha256sum")
 	dir := t.TempDir()
 	disk := filepath.Join(dir, "disk.raw")
 	tree := filepath.Join(dir, "tree")
