@@ -177,11 +177,22 @@ func TestLibvirtFaults(t *testing.T) {
 		}
 		var pid int
 		fmt.Sscan(string(pidb), &pid)
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) != "libvirtd" {
+			testimages.Missing(t, "the libvirtd of /run/vmmount-libvirt/libvirtd.pid (%d) is not running", pid)
+		}
 		restarted := make(chan error, 1)
 		o := opts
 		o.Progress = &hookProgress{fn: func() {
+			// As scripts/libvirt-down.sh: SIGTERM, SIGKILL after 10 s.
 			syscall.Kill(pid, syscall.SIGTERM)
-			for i := 0; i < 200 && syscall.Kill(pid, 0) == nil; i++ {
+			for i := 0; syscall.Kill(pid, 0) == nil && procStart(pid) != ""; i++ {
+				if i == 200 {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+				if i > 400 {
+					t.Errorf("libvirtd %d does not stop", pid)
+					break
+				}
 				time.Sleep(50 * time.Millisecond)
 			}
 			time.Sleep(300 * time.Millisecond) // the client sees the socket close

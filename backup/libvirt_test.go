@@ -21,6 +21,9 @@ func liveGuest(t *testing.T, o testimages.GuestOptions) (*testimages.Guest, test
 
 func liveGuestDisk(t *testing.T, o testimages.GuestOptions, do testimages.GuestDiskOptions) (*testimages.Guest, testimages.GuestDisk) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("boots a guest; skipped with -short")
+	}
 	testimages.RequireRoot(t)
 	testimages.RequireTools(t, "qemu-img", "e2fsck", "losetup", "mount")
 	conn := testimages.LibvirtConn(t)
