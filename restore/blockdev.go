@@ -92,12 +92,13 @@ func writeDevice(ctx context.Context, d *PointDisk, dev string, prog progress.Pr
 						c.err = nil
 					}
 				}
+				failed := c.err != nil // c belongs to the writer once sent
 				select {
 				case chunks <- c:
 				case <-ctx.Done():
 					return
 				}
-				if c.err != nil {
+				if failed {
 					return
 				}
 			}
