@@ -73,7 +73,8 @@ func report(b *testing.B, what string, ours, kernel time.Duration, target string
 	ratio := ours.Seconds() / kernel.Seconds()
 	b.ReportMetric(ratio, "ratio")
 	b.ReportMetric(float64(ours.Microseconds())/1000/float64(b.N), "ms/op")
-	b.Logf("%s: vmmount %v, kernel loop mount %v, ratio %.2f (%s)", what, ours.Round(time.Millisecond), kernel.Round(time.Millisecond), ratio, target)
+	n := time.Duration(b.N)
+	b.Logf("%s: vmmount %v, kernel loop mount %v (per run, %d runs), ratio %.2f (%s)", what, (ours / n).Round(time.Millisecond), (kernel / n).Round(time.Millisecond), b.N, ratio, target)
 }
 
 // BenchmarkMountFirstListing: from nothing to the first listing of the
