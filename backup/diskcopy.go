@@ -129,7 +129,7 @@ func copyDisk(ctx context.Context, spec copySpec) (*copyResult, error) {
 		if spec.parent != nil || spec.compress != "" {
 			return nil, errors.New("internal error: raw images are always full and uncompressed")
 		}
-		c.out = &rawOut{f: f, name: spec.out, size: size}
+		c.out = &rawOut{f: f, name: spec.out, size: size, wb: writeback{f: f}}
 	default:
 		return nil, fmt.Errorf("image format %q (want qcow2 or raw)", spec.format)
 	}

@@ -5,14 +5,38 @@ import (
 	"fmt"
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vmmount/vmmount/imagefmt/qcow2"
 )
 
-// qcow2Out streams clusters through a qcow2.Writer.
+// qcow2Out streams clusters through a qcow2.Writer (which starts the
+// writeback of what it wrote as it goes).
 type qcow2Out struct{ w *qcow2.Writer }
 
 func (o *qcow2Out) write(j *copyJob) error {
 	return o.w.WriteClusters(j.first, j.clusters)
+}
+
+// writeback starts the kernel writing a raw image out while the copy goes
+// on (sync_file_range, SYNC_FILE_RANGE_WRITE: no waiting), every
+// writebackEvery bytes, so the fsync at the end has little left to do
+// instead of the whole image.
+type writeback struct {
+	f       *os.File
+	pending int64
+}
+
+const writebackEvery = 8 << 20
+
+func (w *writeback) written(n int64) {
+	if w.f == nil {
+		return
+	}
+	if w.pending += n; w.pending >= writebackEvery {
+		w.pending = 0
+		unix.SyncFileRange(int(w.f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	}
 }
 
 func (o *qcow2Out) close(ctx context.Context) error { return o.w.Close(ctx) }
@@ -23,6 +47,7 @@ type rawOut struct {
 	f    *os.File
 	name string
 	size int64
+	wb   writeback
 }
 
 const rawPage = 4096
@@ -52,6 +77,7 @@ func (o *rawOut) write(j *copyJob) error {
 			p = q
 		}
 	}
+	o.wb.written(j.n * blockSize)
 	return nil
 }
 
