@@ -542,3 +542,21 @@ func (f *FS) Changes() ([]Change, error) {
 	}
 	return f.st.changes(), nil
 }
+
+// SetAttr changes an inode's mode, owner and times (what ReplaceAttr
+// says), not its content: for directories whose entries were written
+// first, so they end with the times of their source.
+func (f *FS) SetAttr(ino uint32, a ReplaceAttr) error {
+	n, err := f.readInode(ino)
+	if err != nil {
+		return err
+	}
+	if n.flag(disklayout.FlagImmutable) {
+		return f.refuse("inode %d is immutable", ino)
+	}
+	if n.ftype() == sIFLNK {
+		a.Perm = nil
+	}
+	f.applyReplace(n, &a)
+	return f.writeInode(n)
+}
