@@ -130,6 +130,7 @@ same path the FUSE mount shows. ` + "`vmmount info IMAGE`" + ` lists the volumes
 		newForgetCommand(opts),
 		newRestoreCommand(opts),
 		newBackupGuardCommand(opts),
+		newInjectCommand(opts),
 	)
 	return root
 }
