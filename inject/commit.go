@@ -120,6 +120,9 @@ func (v *volume) commitRaw(ctx context.Context, hdr *undoHeader, undoPath string
 			return
 		}
 		u.close()
+		if errors.Is(err, errCrash) {
+			return
+		}
 		err = v.rollback(undoPath, f, err)
 	}()
 
@@ -140,7 +143,7 @@ func (v *volume) commitRaw(ctx context.Context, hdr *undoHeader, undoPath string
 			}
 		}
 		batch, batchLen = batch[:0], 0
-		return nil
+		return hook("raw-batch")
 	}
 	old := make([]byte, recordChunk)
 	err = forChunks(ctx, chs, v.off, func(off int64, data []byte) error {
@@ -165,6 +168,9 @@ func (v *volume) commitRaw(ctx context.Context, hdr *undoHeader, undoPath string
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("%s: %w", v.disk.path, err)
+	}
+	if err := hook("before-verify"); err != nil {
+		return err
 	}
 	if err := v.verify(f, checks); err != nil {
 		return err
@@ -201,3 +207,17 @@ func (v *volume) rollback(undoPath string, f *os.File, cause error) error {
 }
 
 var errVerify = errors.New("verification failed")
+
+// testHook, when set (tests only), is called at named points of a commit;
+// an error it returns fails the commit there. errCrash makes the commit
+// stop as if the process died: no rollback.
+var testHook func(point string) error
+
+var errCrash = errors.New("simulated crash")
+
+func hook(point string) error {
+	if testHook == nil {
+		return nil
+	}
+	return testHook(point)
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -155,6 +156,9 @@ func (v *volume) commitQcow2(ctx context.Context, hdr *undoHeader, undoPath stri
 			return
 		}
 		u.close()
+		if errors.Is(err, errCrash) {
+			return
+		}
 		err = v.rollbackQcow2(undoPath, err)
 	}()
 
@@ -226,6 +230,9 @@ func (v *volume) commitQcow2(ctx context.Context, hdr *undoHeader, undoPath stri
 	after := map[int]string{}
 	gi := 0
 	err = forChunks(ctx, chs, v.off, func(off int64, data []byte) error {
+		if err := hook("qcow2-write"); err != nil {
+			return err
+		}
 		if _, err := rw.WriteAt(data, off); err != nil {
 			return err
 		}
@@ -238,6 +245,9 @@ func (v *volume) commitQcow2(ctx context.Context, hdr *undoHeader, undoPath stri
 		return err
 	}
 	if err := rw.Flush(); err != nil {
+		return err
+	}
+	if err := hook("before-verify"); err != nil {
 		return err
 	}
 	if err := v.verify(rw, checks); err != nil {
