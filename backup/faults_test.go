@@ -171,6 +171,8 @@ func TestLibvirtFaults(t *testing.T) {
 	})
 
 	t.Run("libvirtd stopped", func(t *testing.T) {
+		// No other test process may be using the daemon it stops.
+		testimages.LibvirtExclusive(t)
 		pidb, err := os.ReadFile("/run/vmmount-libvirt/libvirtd.pid")
 		if err != nil {
 			testimages.Missing(t, "libvirtd not started by scripts/libvirt-up.sh: %v", err)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +25,9 @@ const LibvirtSocket = "/run/libvirt/libvirt-sock"
 func LibvirtConn(t testing.TB) *libvirt.Libvirt {
 	t.Helper()
 	RequireRoot(t)
+	if err := libvirtShared(); err != nil {
+		t.Fatalf("libvirt test lock: %v", err)
+	}
 	if _, err := os.Stat(LibvirtSocket); err != nil {
 		if err := startLibvirt(); err != nil {
 			Missing(t, "no libvirtd on %s (scripts/libvirt-up.sh starts one): %v", LibvirtSocket, err)
@@ -77,4 +81,61 @@ func findRepoFile(rel string) (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// Test processes that use libvirtd hold a shared flock on libvirtLock for
+// their whole life; a test that stops or restarts the daemon upgrades its
+// process's hold to exclusive (LibvirtExclusive), so it waits until no
+// other test binary (go test runs packages in parallel) is using the
+// daemon, and none starts while it holds it.
+const libvirtLock = "/run/vmmount-libvirt/tests.lock"
+
+var libvirtHold struct {
+	once sync.Once
+	f    *os.File
+	err  error
+}
+
+func libvirtShared() error {
+	libvirtHold.once.Do(func() {
+		if err := os.MkdirAll(filepath.Dir(libvirtLock), 0o755); err != nil {
+			libvirtHold.err = err
+			return
+		}
+		f, err := os.OpenFile(libvirtLock, os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			libvirtHold.err = err
+			return
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+			f.Close()
+			libvirtHold.err = err
+			return
+		}
+		libvirtHold.f = f
+	})
+	return libvirtHold.err
+}
+
+// LibvirtExclusive makes the test the only user of libvirtd among test
+// processes until it ends: for tests that stop or restart the daemon. It
+// waits (up to 30 minutes) for other test binaries that use libvirtd to
+// finish.
+func LibvirtExclusive(t testing.TB) {
+	t.Helper()
+	if err := libvirtShared(); err != nil {
+		t.Fatalf("libvirt test lock: %v", err)
+	}
+	fd := int(libvirtHold.f.Fd())
+	done := make(chan error, 1)
+	go func() { done <- syscall.Flock(fd, syscall.LOCK_EX) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("libvirt test lock: %v", err)
+		}
+	case <-time.After(30 * time.Minute):
+		t.Fatal("waited 30 minutes for other tests to stop using libvirtd")
+	}
+	t.Cleanup(func() { syscall.Flock(fd, syscall.LOCK_SH) })
 }
