@@ -226,6 +226,20 @@ func TestRefusals(t *testing.T) {
 			t.Errorf("%v, want refused: in use", err)
 		}
 	})
+	t.Run("qcow2 bitmaps", func(t *testing.T) {
+		q, _ := prepare(t, raw, "qcow2")
+		if out, err := testimages.Run("qemu-img", "bitmap", "--add", q, "checkpoint"); err != nil {
+			t.Fatal(err, out)
+		}
+		before := fileSum(t, q)
+		_, err := Run(ctx, Options{Target: Target{Images: []string{q}}, Sources: []string{src + "/fstab"}, GuestDir: "/p2", Now: now})
+		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "bitmaps") {
+			t.Errorf("%v, want refused: bitmaps", err)
+		}
+		if fileSum(t, q) != before {
+			t.Error("a refused run changed the image")
+		}
+	})
 	t.Run("lvm", func(t *testing.T) {
 		d := testimages.GetDisk(t, "lvm")
 		var imgs []string

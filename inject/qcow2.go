@@ -27,6 +27,27 @@ import (
 // cluster written is either where it was or past the old end (so nothing
 // the undo file does not cover was touched).
 
+// qcowRefusal says why qcow2.RW would refuse the image, before anything
+// is staged (the same conditions, from the header the read-only view
+// parsed), or "".
+func qcowRefusal(h *qcow2.ParsedHeader) string {
+	switch {
+	case h.IncompatibleFeatures&qcow2.IncompatDirty != 0:
+		return "it is dirty (lazy refcounts not written back); run `qemu-img check -r all` on it first"
+	case h.IncompatibleFeatures&qcow2.IncompatCorrupt != 0:
+		return "it is marked corrupt; repair it with `qemu-img check -r all` first"
+	case h.HasDataFile:
+		return "it keeps its data in an external data file"
+	case h.ExtendedL2:
+		return "it has extended L2 entries (subclusters)"
+	case h.Bitmaps != nil && h.Bitmaps.NbBitmaps > 0:
+		return "it has persistent dirty bitmaps (incremental backup checkpoints), which writing would leave stale; remove them (`qemu-img bitmap --remove`, or delete the domain's checkpoints) first"
+	case h.CryptMethod != qcow2.CryptNone:
+		return "it is encrypted"
+	}
+	return ""
+}
+
 // hostRange is a range of the image file.
 type hostRange struct{ off, n int64 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/vmmount/vmmount/fsread"
 	"github.com/vmmount/vmmount/fsread/ext"
 	"github.com/vmmount/vmmount/imagefmt"
+	"github.com/vmmount/vmmount/imagefmt/qcow2"
 	"github.com/vmmount/vmmount/inject/extwrite"
 )
 
@@ -192,6 +193,11 @@ func (t *target) volume(ctx context.Context, guestDir string) (*volume, error) {
 	case imagefmt.FormatRaw, imagefmt.FormatQcow2:
 	default:
 		return nil, refusef("%s is a %s image; inject writes raw and qcow2 images", v.disk.path, v.disk.format)
+	}
+	if q, ok := v.img.(*qcow2.Image); ok {
+		if why := qcowRefusal(q.Header()); why != "" {
+			return nil, refusef("%s cannot be written in place: %s", v.disk.path, why)
+		}
 	}
 	if v.off < 0 || v.size <= 0 || v.off+v.size > v.img.Size() {
 		return nil, fmt.Errorf("%s: volume at %d+%d is outside the %d-byte disk", vol.Path, v.off, v.size, v.img.Size())
