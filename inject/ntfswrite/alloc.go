@@ -123,12 +123,11 @@ func (f *FS) allocClusters(want, goal int64, z zone) ([]run, error) {
 // growAttr extends non-resident attribute a of record r to hold size
 // bytes: clusters allocated after its last one when free, the new bytes
 // zeroed, data and initialized sizes set to size.
-func (f *FS) growAttr(r *mrec, a *rattr, size int64, z zone) error {
+func (f *FS) growAttr(a *rattr, size int64, z zone) error {
 	if a.resident {
 		if int64(len(a.value)) < size {
 			a.value = append(a.value, make([]byte, size-int64(len(a.value)))...)
 			a.changed()
-			r.dirty = true
 		}
 		return nil
 	}
@@ -165,7 +164,6 @@ func (f *FS) growAttr(r *mrec, a *rattr, size int64, z zone) error {
 	}
 	a.size = size
 	a.changed()
-	r.dirty = true
 	return nil
 }
 

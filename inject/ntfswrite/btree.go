@@ -158,7 +158,7 @@ func (x *index) rebalance(path []step, lvl int) error {
 
 // rootFits says whether the directory's record holds the root as it is.
 func (x *index) rootFits() (bool, error) {
-	used, err := x.dir.used()
+	used, err := x.root.home.used()
 	if err != nil {
 		return false, err
 	}
@@ -183,6 +183,7 @@ func (x *index) pushDown() error {
 	b.ents, b.end = x.top.ents, x.top.end
 	x.top.ents, x.top.large, x.top.end = nil, true, b.vcn
 	x.encodeRoot()
+	x.f.event(Event{Op: OpIndexGrow, Rec: x.dir.num, Note: fmt.Sprintf("index root moved into block %d", b.vcn)})
 	if x.fits(b) {
 		return nil
 	}
@@ -213,6 +214,7 @@ func (x *index) split(path []step, lvl int) error {
 		return x.f.refuse("directory %d: index block %d does not split into two blocks", x.dir.num, n.vcn)
 	}
 	n.dirty = true
+	x.f.event(Event{Op: OpIndexSplit, Rec: x.dir.num, Note: fmt.Sprintf("block %d split, new block %d", n.vcn, right.vcn)})
 	p := path[lvl-1]
 	med.child = n.vcn
 	p.n.setChild(p.pos, right.vcn)

@@ -142,6 +142,10 @@ func checkStructure(img string) []string {
 		if r.base != 0 {
 			continue
 		}
+		if r, err = f.record(num); err != nil {
+			bad("record %d: %v", num, err)
+			continue
+		}
 		recs[num] = r
 		var size int64
 		if a := r.find(atData, nil); a != nil && r.flags&recordDirectory == 0 {
@@ -175,7 +179,7 @@ func checkStructure(img string) []string {
 	// Directories.
 	seen := map[string]bool{}
 	for num, r := range recs {
-		if r.flags&recordDirectory == 0 || r.find(atIndexRoot, nameI30) == nil {
+		if r.flags&recordDirectory == 0 {
 			continue
 		}
 		x, err := f.openDir(num)

@@ -197,8 +197,10 @@ func (f *FS) openDir(num uint64) (*index, error) {
 	if r.flags&recordDirectory == 0 {
 		return nil, fmt.Errorf("%s: MFT record %d is not a directory: %w", f.label, num, ErrRefused)
 	}
-	if r.find(atAttributeList, nil) != nil {
-		return nil, f.refuse("directory %d has an attribute list (its attributes span several MFT records), which the writer does not handle", num)
+	for _, a := range []*rattr{r.find(atIndexRoot, nameI30), r.find(atIndexAllocation, nameI30), r.find(atBitmap, nameI30)} {
+		if a != nil && r.extents(a.typ, a.name) > 1 {
+			return nil, f.refuse("directory %d: its %#x $I30 attribute is split over several MFT records, which the writer does not handle", num, a.typ)
+		}
 	}
 	x := &index{f: f, dir: r, blocks: map[int64]*node{}}
 	x.root = r.find(atIndexRoot, nameI30)
@@ -348,7 +350,6 @@ func (x *index) encodeRoot() {
 	}
 	x.root.value = v
 	x.root.changed()
-	x.dir.dirty = true
 }
 
 // writeBlocks stages the changed index blocks of every open directory.

@@ -17,6 +17,9 @@ func (x *index) bitUsed(i int64) (bool, error) {
 func (x *index) allocBlock() (int64, error) {
 	f := x.f
 	r := x.dir
+	if r.list != nil && (x.bitmapAttr() == nil || x.allocAttr() == nil) {
+		return 0, f.refuse("directory %d has an attribute list and no index allocation: adding one would change the list", r.num)
+	}
 	if x.bitmapAttr() == nil {
 		r.add(&rattr{typ: atBitmap, name: nameI30, resident: true, value: make([]byte, 8)})
 	}
@@ -31,7 +34,7 @@ func (x *index) allocBlock() (int64, error) {
 	}
 	if !ok {
 		i = nbits
-		if err := f.growAttr(r, bm, bm.valueSize()+8, dataZone); err != nil {
+		if err := f.growAttr(bm, bm.valueSize()+8, dataZone); err != nil {
 			return 0, err
 		}
 	}
@@ -39,7 +42,7 @@ func (x *index) allocBlock() (int64, error) {
 		return 0, err
 	}
 	if need := (i + 1) * x.bsize; need > alloc.size {
-		if err := f.growAttr(r, alloc, need, dataZone); err != nil {
+		if err := f.growAttr(alloc, need, dataZone); err != nil {
 			return 0, err
 		}
 	}

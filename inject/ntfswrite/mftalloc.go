@@ -12,7 +12,6 @@ import (
 // empty and in use, with the sequence number it had when it was last
 // freed.
 func (f *FS) allocRecord() (*mrec, error) {
-	r0 := f.recs[recMFT]
 	d, bm := f.mftData(), f.mftBitmap()
 	allocRecs := d.alloc / f.recSize
 	nbits := bm.valueSize() * 8
@@ -28,7 +27,7 @@ func (f *FS) allocRecord() (*mrec, error) {
 	}
 	if num >= nbits {
 		// ntfs-3g grows the bitmap by 8 bytes at a time.
-		if err := f.growAttr(r0, bm, (num/64+1)*8, dataZone); err != nil {
+		if err := f.growAttr(bm, (num/64+1)*8, dataZone); err != nil {
 			return nil, fmt.Errorf("extending $MFT's $BITMAP: %w", err)
 		}
 	}
@@ -95,7 +94,7 @@ func (f *FS) extendMFT() error {
 	d.alloc += n * cs
 	d.highVCN = d.alloc/cs - 1
 	d.changed()
-	r0.dirty = true
+	f.event(Event{Op: OpMFTExtend, Rec: recMFT, Clusters: extentsOf(got), Note: fmt.Sprintf("%d records", n*cs/f.recSize)})
 	if used, err := r0.used(); err != nil {
 		return err
 	} else if used > int(f.recSize) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -76,11 +77,10 @@ func (f *FS) Lookup(dir uint64, name string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	u, err := checkName(name)
-	if err != nil {
-		return 0, err
+	if name == "" || len(name) > 4*maxNameUnits || strings.ContainsAny(name, "/\x00") {
+		return 0, fmt.Errorf("%s: %q in directory %d: %w", f.label, name, dir, ErrNotExist)
 	}
-	e, _, err := x.lookup(u)
+	e, _, err := x.lookup(utf16Units(name))
 	if err != nil {
 		return 0, err
 	}

@@ -22,8 +22,15 @@ type mrec struct {
 	usaOfs       int
 	usaCount     int
 	attrsOff     int
-	attrs        []*rattr
+	attrs        []*rattr // stored in this record
 	dirty        bool
+
+	// A base record with an attribute list: the list, every attribute
+	// of the file in list order (some stored in extension records), and
+	// the attributes split into several extents.
+	list  *rattr
+	all   []*rattr
+	multi bool
 }
 
 // rattr is one attribute of a record.
@@ -48,6 +55,9 @@ type rattr struct {
 
 	// raw is the attribute as read; nil once changed or for a new one.
 	raw []byte
+	// home is the record the attribute is stored in (an extension record
+	// for some attributes of a file with an attribute list).
+	home *mrec
 }
 
 // errRecordFree says a record is not in use (or was never formatted).
@@ -113,6 +123,7 @@ func parseRecord(b []byte, num uint64, clusters int64) (*mrec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("attribute at offset %d: %v", pos, err)
 		}
+		a.home = r
 		r.attrs = append(r.attrs, a)
 		pos += n
 	}
@@ -241,8 +252,14 @@ func (a *rattr) encode() ([]byte, error) {
 	return b, nil
 }
 
-// changed marks the attribute as to be encoded from its fields.
-func (a *rattr) changed() { a.raw = nil }
+// changed marks the attribute as to be encoded from its fields, and its
+// record as to be written.
+func (a *rattr) changed() {
+	a.raw = nil
+	if a.home != nil {
+		a.home.dirty = true
+	}
+}
 
 // isNamed says whether the attribute has the given name.
 func (a *rattr) isNamed(name []uint16) bool {
@@ -259,9 +276,17 @@ func (a *rattr) isNamed(name []uint16) bool {
 
 var nameI30 = utf16Units("$I30")
 
+// view is every attribute of the file: the list's when it has one.
+func (r *mrec) view() []*rattr {
+	if r.all != nil {
+		return r.all
+	}
+	return r.attrs
+}
+
 // find returns the first attribute of a type and name.
 func (r *mrec) find(typ uint32, name []uint16) *rattr {
-	for _, a := range r.attrs {
+	for _, a := range r.view() {
 		if a.typ == typ && a.isNamed(name) {
 			return a
 		}
@@ -272,12 +297,24 @@ func (r *mrec) find(typ uint32, name []uint16) *rattr {
 // findAll returns every attribute of a type.
 func (r *mrec) findAll(typ uint32) []*rattr {
 	var out []*rattr
-	for _, a := range r.attrs {
+	for _, a := range r.view() {
 		if a.typ == typ {
 			out = append(out, a)
 		}
 	}
 	return out
+}
+
+// extents counts the attributes of a type and name (the extents of a
+// non-resident attribute split over records).
+func (r *mrec) extents(typ uint32, name []uint16) int {
+	n := 0
+	for _, a := range r.view() {
+		if a.typ == typ && a.isNamed(name) {
+			n++
+		}
+	}
+	return n
 }
 
 // add inserts a new attribute in type order (after the attributes of
@@ -287,6 +324,7 @@ func (r *mrec) add(a *rattr) {
 	a.instance = r.nextInstance
 	r.nextInstance++
 	a.raw = nil
+	a.home = r
 	i := 0
 	for i < len(r.attrs) {
 		b := r.attrs[i]

@@ -17,7 +17,6 @@ func (f *FS) touchDir(x *index) error {
 	le.PutUint64(si.value[siDataChange:], uint64(f.nowNT))
 	le.PutUint64(si.value[siMFTChange:], uint64(f.nowNT))
 	si.changed()
-	x.dir.dirty = true
 	if err := f.syncNames(x.dir); err != nil {
 		return err
 	}
@@ -58,7 +57,6 @@ func (f *FS) syncNames(r *mrec) error {
 		if r.flags&recordDirectory == 0 {
 			le.PutUint64(a.value[fnAllocSize:], uint64(alloc))
 			a.changed()
-			r.dirty = true
 		}
 		name := unitsOf(a.value[fnName : fnName+2*int(a.value[fnNameLen])])
 		err = x.updateEntry(name, r.num, func(k []byte) {
@@ -197,7 +195,6 @@ func (f *FS) setTimes(r *mrec, attrs *uint32, mtime, atime time.Time) error {
 		le.PutUint32(si.value[siAttributes:], keep|*attrs&^FileAttrNormal)
 	}
 	si.changed()
-	r.dirty = true
 	return nil
 }
 

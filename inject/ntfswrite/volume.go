@@ -285,6 +285,9 @@ func (f *FS) recordBytes(num uint64) ([]byte, error) {
 // record returns base record num (in use) for reading or changing.
 func (f *FS) record(num uint64) (*mrec, error) {
 	if r, ok := f.recs[num]; ok {
+		if r.base != 0 {
+			return nil, f.corrupt("MFT record %d is an extension of record %d", num, r.base)
+		}
 		return r, nil
 	}
 	b, err := f.recordBytes(num)
@@ -305,6 +308,12 @@ func (f *FS) record(num uint64) (*mrec, error) {
 		return nil, f.refuse("the transaction reads more than %d MFT records", 1<<20)
 	}
 	f.recs[num] = r
+	if list := r.find(atAttributeList, nil); list != nil {
+		if err := f.expandList(r, list); err != nil {
+			delete(f.recs, num)
+			return nil, err
+		}
+	}
 	return r, nil
 }
 
