@@ -52,6 +52,15 @@ func (f *FS) Finish() error {
 		f.finished = true
 		return nil
 	}
+	// $Volume's record is written by every transaction (its update
+	// sequence number advances), as the superblock is on ext: an undo
+	// file saved before a later transaction then no longer matches the
+	// volume and is refused, so injections are undone newest first.
+	vr, err := f.record(recVolume)
+	if err != nil {
+		return err
+	}
+	vr.dirty = true
 	if len(f.freed) > 0 {
 		bm, err := f.sysData(recBitmap)
 		if err != nil {

@@ -118,8 +118,16 @@ func (f *FS) checkHiberfile() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hiberfil.sys: %w", err)
 	}
-	d := r.find(atData, nil)
-	if d == nil || r.find(atAttributeList, nil) != nil {
+	// Its first extent, which holds the header and the sizes (a big
+	// hiberfil.sys may have an attribute list).
+	var d *rattr
+	for _, a := range r.findAll(atData) {
+		if len(a.name) == 0 && (a.resident || a.lowVCN == 0) {
+			d = a
+			break
+		}
+	}
+	if d == nil {
 		return nil, f.refuse("hiberfil.sys has no $DATA the writer can read")
 	}
 	if d.valueSize() < hiberHeaderSize {

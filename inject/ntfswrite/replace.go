@@ -87,7 +87,7 @@ func (f *FS) checkFile(r *mrec) error {
 		return f.refuse("MFT record %d is a system file", r.num)
 	case r.flags&recordDirectory != 0:
 		return fmt.Errorf("%s: MFT record %d is a directory: %w", f.label, r.num, ErrRefused)
-	case r.find(atAttributeList, nil) != nil:
+	case r.list != nil:
 		return f.refuse("file %d has an attribute list (its attributes span several MFT records)", r.num)
 	case flags&FileAttrReparsePoint != 0 || r.find(atReparsePoint, nil) != nil:
 		return f.refuse("file %d is a reparse point (a symlink, a WOF/CompactOS-compressed or deduplicated file, or a cloud placeholder): its content is not its $DATA", r.num)

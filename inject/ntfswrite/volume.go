@@ -239,7 +239,7 @@ func (f *FS) sysData(num uint64) (*rattr, error) {
 		return nil, err
 	}
 	d := r.find(atData, nil)
-	if r.find(atAttributeList, nil) != nil {
+	if r.list != nil {
 		return nil, f.refuse("system file %d has an attribute list", num)
 	}
 	if d == nil || d.resident || d.lowVCN != 0 || d.flags&(attrCompressionMask|attrEncrypted|attrSparse) != 0 || d.init != d.size {
