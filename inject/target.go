@@ -173,9 +173,9 @@ func (t *target) volume(ctx context.Context, guestDir string) (*volume, error) {
 		return nil, refusef("%s is an LVM logical volume; inject writes into partitions and whole-disk filesystems only", vol.Path)
 	}
 	switch vol.FSType {
-	case "ext2", "ext3", "ext4":
+	case "ext2", "ext3", "ext4", "ntfs":
 	default:
-		return nil, refusef("%s holds %s; inject writes into ext2, ext3 and ext4", vol.Path, vol.FSType)
+		return nil, refusef("%s holds %s; inject writes into ext2, ext3, ext4 and NTFS", vol.Path, vol.FSType)
 	}
 	v.idx = -1
 	for i, d := range t.disks {
@@ -202,7 +202,9 @@ func (t *target) volume(ctx context.Context, guestDir string) (*volume, error) {
 	if v.off < 0 || v.size <= 0 || v.off+v.size > v.img.Size() {
 		return nil, fmt.Errorf("%s: volume at %d+%d is outside the %d-byte disk", vol.Path, v.off, v.size, v.img.Size())
 	}
-	if r, err := ext.Open(v.section(v.img), v.size, ext.Options{Name: vol.Path}); err == nil {
+	if v.fsType == "ntfs" {
+		v.warnBefore = ntfsWarnings(v.section(v.img), v.size, vol.Path)
+	} else if r, err := ext.Open(v.section(v.img), v.size, ext.Options{Name: vol.Path}); err == nil {
 		v.warnBefore = r.Warnings()
 		r.Close()
 	}
@@ -215,6 +217,9 @@ func (v *volume) section(r io.ReaderAt) *io.SectionReader {
 
 // writer opens the volume's filesystem for a transaction.
 func (v *volume) writer(now time.Time) (fsWriter, error) {
+	if v.fsType == "ntfs" {
+		return v.ntfsWriter(now)
+	}
 	f, err := extwrite.Open(v.section(v.img), v.size, extwrite.Options{Name: v.path, Now: func() time.Time { return now }})
 	if err != nil {
 		return nil, extErr(err)

@@ -16,6 +16,9 @@ import (
 // source read again) or target, and the reader must have no warning it did
 // not have before. r is the disk's guest view after the writes.
 func (v *volume) verify(r io.ReaderAt, checks []check) error {
+	if v.fsType == "ntfs" {
+		return v.verifyNTFS(r, checks)
+	}
 	fsr, err := ext.Open(v.section(r), v.size, ext.Options{Name: v.path})
 	if err != nil {
 		return fmt.Errorf("%w: the filesystem does not open after writing: %v", errVerify, err)
