@@ -135,6 +135,15 @@ func (f *FS) newLeaf(n *inode, b []byte) {
 // dirBlocks is the number of blocks of a block directory.
 func (f *FS) dirBlocks(n *inode) uint64 { return (f.size(n) + uint64(f.bs) - 1) / uint64(f.bs) }
 
+// checkDirSize refuses a directory larger than the volume (a hostile
+// i_size would make scans endless).
+func (f *FS) checkDirSize(n *inode) error {
+	if !n.flag(disklayout.FlagInlineData) && f.dirBlocks(n) > f.blocks {
+		return f.corrupt("directory inode %d has %d bytes, more than the volume", n.ino, f.size(n))
+	}
+	return nil
+}
+
 // dirAppendBlock adds a block at the end of a block directory and returns
 // its logical number, physical number and staged (zeroed) content.
 func (f *FS) dirAppendBlock(n *inode) (uint64, uint64, []byte, error) {
@@ -235,6 +244,9 @@ func (f *FS) indexed(n *inode) bool {
 
 // lookup finds name in directory n: 0 when it is not there.
 func (f *FS) lookup(n *inode, name []byte) (uint32, uint8, error) {
+	if err := f.checkDirSize(n); err != nil {
+		return 0, 0, err
+	}
 	if n.flag(disklayout.FlagInlineData) {
 		return f.inlineLookup(n, name)
 	}
@@ -262,6 +274,9 @@ func (f *FS) lookup(n *inode, name []byte) (uint32, uint8, error) {
 // addEntry inserts name -> ino into directory n (which the caller writes
 // back afterwards).
 func (f *FS) addEntry(n *inode, name []byte, ino uint32, ft uint8) error {
+	if err := f.checkDirSize(n); err != nil {
+		return err
+	}
 	if n.flag(disklayout.FlagInlineData) {
 		return f.inlineAdd(n, name, ino, ft)
 	}

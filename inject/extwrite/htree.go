@@ -187,7 +187,7 @@ func (f *FS) dxLookup(n *inode, name []byte) (uint32, uint8, error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	for range 1 << 20 {
+	for range 1 << 16 {
 		_, phys, err := f.leafOf(n, frames)
 		if err != nil {
 			return 0, 0, err
