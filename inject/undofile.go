@@ -251,7 +251,7 @@ func readUndo(path string) (*undoFile, error) {
 		return nil, err
 	}
 	size := st.Size()
-	r := bufio.NewReaderSize(f, 1<<20)
+	r := bufio.NewReaderSize(f, 64<<10)
 	magic := make([]byte, len(undoMagic))
 	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != undoMagic {
 		return nil, fmt.Errorf("%s: %w (no undo magic)", path, ErrUndoFile)
