@@ -158,6 +158,7 @@ func (f *FS) Mkdir(dir uint32, name string, a Attr) (uint32, error) {
 	if err := f.writeInode(n); err != nil {
 		return 0, err
 	}
+	f.event(Event{Op: OpMkdir, Ino: n.ino, Dir: d.ino, Name: name, Mode: n.d.Mode, Blocks: []Extent{{phys, 1}}})
 	if err := f.addEntry(d, []byte(name), n.ino, f.entryType(sIFDIR)); err != nil {
 		return 0, err
 	}
@@ -168,7 +169,6 @@ func (f *FS) Mkdir(dir uint32, name string, a Attr) (uint32, error) {
 	if err := f.writeInode(d); err != nil {
 		return 0, err
 	}
-	f.event(Event{Op: OpMkdir, Ino: n.ino, Dir: d.ino, Name: name, Mode: n.d.Mode, Blocks: []Extent{{phys, 1}}})
 	return n.ino, nil
 }
 
@@ -212,6 +212,7 @@ func (f *FS) Create(dir uint32, name string, a Attr, c Content) (uint32, error) 
 	if err := f.writeInode(n); err != nil {
 		return 0, err
 	}
+	f.event(Event{Op: OpCreate, Ino: n.ino, Dir: d.ino, Name: name, Size: c.Size(), Mode: n.d.Mode, Blocks: blocks})
 	if err := f.addEntry(d, []byte(name), n.ino, f.entryType(sIFREG)); err != nil {
 		return 0, err
 	}
@@ -219,7 +220,6 @@ func (f *FS) Create(dir uint32, name string, a Attr, c Content) (uint32, error) 
 	if err := f.writeInode(d); err != nil {
 		return 0, err
 	}
-	f.event(Event{Op: OpCreate, Ino: n.ino, Dir: d.ino, Name: name, Size: c.Size(), Mode: n.d.Mode, Blocks: blocks})
 	return n.ino, nil
 }
 
@@ -282,6 +282,7 @@ func (f *FS) Symlink(dir uint32, name, target string, a Attr) (uint32, error) {
 	if err := f.writeInode(n); err != nil {
 		return 0, err
 	}
+	f.event(Event{Op: OpSymlink, Ino: n.ino, Dir: d.ino, Name: name, Size: int64(len(target)), Mode: n.d.Mode, Blocks: blocks, Note: "-> " + target})
 	if err := f.addEntry(d, []byte(name), n.ino, f.entryType(sIFLNK)); err != nil {
 		return 0, err
 	}
@@ -289,7 +290,6 @@ func (f *FS) Symlink(dir uint32, name, target string, a Attr) (uint32, error) {
 	if err := f.writeInode(d); err != nil {
 		return 0, err
 	}
-	f.event(Event{Op: OpSymlink, Ino: n.ino, Dir: d.ino, Name: name, Size: int64(len(target)), Mode: n.d.Mode, Blocks: blocks, Note: "-> " + target})
 	return n.ino, nil
 }
 
