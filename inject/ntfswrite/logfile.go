@@ -8,23 +8,43 @@ import (
 	"github.com/vmmount/vmmount/fsread/ntfs"
 )
 
-// $LogFile restart pages (ntfs-3g logfile.h RESTART_PAGE_HEADER and
-// RESTART_AREA; byte offsets).
+// $LogFile restart pages (ntfs-3g logfile.h RESTART_PAGE_HEADER,
+// RESTART_AREA and LOG_CLIENT_RECORD; byte offsets).
 const (
 	rpUSAOfs         = 4
 	rpUSACount       = 6
+	rpChkdskLSN      = 8
 	rpSystemPageSize = 16
 	rpLogPageSize    = 20
 	rpRestartArea    = 24
+	rpMinorVer       = 26
+	rpMajorVer       = 28
 	rpHeaderSize     = 30
 
-	raCurrentLSN   = 0
-	raClientInUse  = 12
-	raFlags        = 14
-	raSize         = 48 // RESTART_AREA up to its reserved fields
-	raVolumeClean  = 0x0002
+	raCurrentLSN    = 0
+	raLogClients    = 8
+	raClientFree    = 10
+	raClientInUse   = 12
+	raFlags         = 14
+	raSeqNumberBits = 16
+	raLength        = 20
+	raClientArray   = 22
+	raFileSize      = 24
+	raRecordHdrLen  = 36
+	raPageDataOff   = 38
+	raSize          = 48
+	raVolumeClean   = 0x0002
+
+	lcrPrev        = 16
+	lcrNext        = 18
+	lcrSize        = 160
 	logNoClient    = 0xFFFF
 	logMaxPageSize = 64 << 10
+	// The log must hold two restart pages and this many record pages
+	// (ntfs-3g logfile.h MinLogRecordPages), and is read up to 4 GiB.
+	minLogRecordPages = 48
+	maxLogFileSize    = 1 << 32
+	defaultLogPage    = 4096
 )
 
 // logState is what the restart pages of a $LogFile say.
@@ -36,18 +56,25 @@ type logState struct {
 }
 
 // parseLogStart reads the state of a log from the first bytes of
-// $LogFile (ntfs-3g logfile.c ntfs_check_logfile, ntfs_is_logfile_clean):
-// restart pages are looked for at offsets 0, 512, 1024, 2048... (a page
-// size is a power of two); blocks starting with 0xFFFFFFFF are empty; a
-// log record page ("RCRD") ends the search. The more recent of the two
-// restart areas decides. Only the restart pages are read: a log whose
-// clients are gone or that says "clean" needs no replay.
+// $LogFile as ntfs-3g does before mounting read-write (logfile.c
+// ntfs_check_logfile, ntfs_is_logfile_clean): restart pages are looked
+// for at offsets 0, 512, 1024, 2048... (a page size is a power of two);
+// blocks starting with 0xFFFFFFFF are empty; a log record page ("RCRD")
+// ends the search. Restart pages that do not check are skipped; the more
+// recent of the two valid ones decides. Only the restart pages are read:
+// a log whose clients are gone or that says "clean" needs no replay.
 func parseLogStart(read func(off int64, b []byte) error, size int64) (*logState, error) {
 	st := &logState{empty: true}
-	found := 0
+	size = min(size, maxLogFileSize) &^ (defaultLogPage - 1)
+	if size < 2*defaultLogPage || (size-2*defaultLogPage)/defaultLogPage < minLogRecordPages {
+		st.empty = false
+		st.why = fmt.Sprintf("$LogFile of %d bytes is too small to be a log", size)
+		return st, nil
+	}
 	var best []byte
+	var bestLSN uint64
 	blk := make([]byte, ntfsBlock)
-	for pos := int64(0); pos+ntfsBlock <= size && pos <= 1<<30; {
+	for pos := int64(0); pos < size; {
 		if err := read(pos, blk); err != nil {
 			return nil, err
 		}
@@ -61,11 +88,10 @@ func parseLogStart(read func(off int64, b []byte) error, size int64) (*logState,
 			break
 		}
 		if magic == "RSTR" || magic == "CHKD" {
-			ra, err := loadRestartPage(read, blk, pos, size)
+			ra, lsn, err := loadRestartPage(read, blk, pos, size)
 			if err == nil {
-				found++
-				if best == nil || le.Uint64(ra[raCurrentLSN:]) > le.Uint64(best[raCurrentLSN:]) {
-					best = ra
+				if best == nil || lsn > bestLSN {
+					best, bestLSN = ra, lsn
 				}
 				if pos != 0 {
 					break
@@ -86,7 +112,7 @@ func parseLogStart(read func(off int64, b []byte) error, size int64) (*logState,
 		st.why = "$LogFile holds no valid restart page and is not empty"
 		return st, nil
 	}
-	st.lsn = le.Uint64(best[raCurrentLSN:])
+	st.lsn = bestLSN
 	inUse, flags := le.Uint16(best[raClientInUse:]), le.Uint16(best[raFlags:])
 	if inUse != logNoClient && flags&raVolumeClean == 0 {
 		st.why = "$LogFile has transactions that were not checkpointed (Windows did not shut down cleanly, or was hibernated by fast startup): boot Windows and shut it down fully, or run chkdsk, first"
@@ -97,40 +123,125 @@ func parseLogStart(read func(off int64, b []byte) error, size int64) (*logState,
 }
 
 // loadRestartPage checks the restart page whose first block is blk at
-// pos and returns its restart area (ntfs-3g logfile.c
-// ntfs_check_restart_page_header, ntfs_check_restart_area).
-func loadRestartPage(read func(off int64, b []byte) error, blk []byte, pos, size int64) ([]byte, error) {
+// pos and returns its restart area and LSN (the checks of ntfs-3g
+// logfile.c ntfs_check_restart_page_header, ntfs_check_restart_area and
+// ntfs_check_log_client_array).
+func loadRestartPage(read func(off int64, b []byte) error, blk []byte, pos, size int64) ([]byte, uint64, error) {
+	bad := func(format string, args ...any) ([]byte, uint64, error) {
+		return nil, 0, fmt.Errorf("restart page at %d: %s", pos, fmt.Sprintf(format, args...))
+	}
+	chkd := string(blk[:4]) == "CHKD"
 	sps := int64(le.Uint32(blk[rpSystemPageSize:]))
 	lps := int64(le.Uint32(blk[rpLogPageSize:]))
 	if sps < ntfsBlock || sps > logMaxPageSize || bits.OnesCount64(uint64(sps)) != 1 ||
 		lps < ntfsBlock || lps > logMaxPageSize || bits.OnesCount64(uint64(lps)) != 1 {
-		return nil, fmt.Errorf("restart page at %d: page sizes %d and %d", pos, sps, lps)
+		return bad("page sizes %d and %d", sps, lps)
 	}
 	if pos != 0 && pos != sps {
-		return nil, fmt.Errorf("restart page at %d with system page size %d", pos, sps)
+		return bad("system page size %d", sps)
 	}
-	if pos+sps > size {
-		return nil, fmt.Errorf("restart page at %d past the log's %d bytes", pos, size)
+	if sps > size {
+		return bad("page past the log's %d bytes", size)
 	}
-	usaOfs, usaCount := le.Uint16(blk[rpUSAOfs:]), le.Uint16(blk[rpUSACount:])
-	if int64(usaCount) != sps/ntfsBlock+1 || usaOfs < rpHeaderSize || int64(usaOfs)+2*int64(usaCount) > ntfsBlock {
-		return nil, fmt.Errorf("restart page at %d: update sequence array at %d with %d entries", pos, usaOfs, usaCount)
+	major, minor := int16(le.Uint16(blk[rpMajorVer:])), int16(le.Uint16(blk[rpMinorVer:]))
+	if !(major == 1 && minor == 1) && !(major == 2 && minor == 0) {
+		return bad("log version %d.%d", major, minor)
+	}
+	usaOfs, usaCount := int64(le.Uint16(blk[rpUSAOfs:])), int64(le.Uint16(blk[rpUSACount:]))
+	haveUSA := !(chkd && usaCount == 0)
+	usaEnd := int64(rpHeaderSize)
+	if haveUSA {
+		usaEnd = usaOfs + 2*usaCount
+		if usaCount != sps/ntfsBlock+1 || usaOfs < rpHeaderSize || usaEnd > ntfsBlock-2 {
+			return bad("update sequence array at %d with %d entries", usaOfs, usaCount)
+		}
 	}
 	ra := int64(le.Uint16(blk[rpRestartArea:]))
-	if ra%8 != 0 || ra < int64(usaOfs)+2*int64(usaCount) || ra+raSize > sps {
-		return nil, fmt.Errorf("restart page at %d: restart area at %d", pos, ra)
+	if ra%8 != 0 || ra < usaEnd || ra > sps {
+		return bad("restart area at %d", ra)
+	}
+	if !chkd && le.Uint64(blk[rpChkdskLSN:]) != 0 {
+		return bad("a chkdsk LSN without chkdsk's magic")
+	}
+	if ra+raFileSize > ntfsBlock-2 {
+		return bad("restart area at %d past the first sector", ra)
+	}
+	a := blk[ra:]
+	ca := int64(le.Uint16(a[raClientArray:]))
+	clients := int64(le.Uint16(a[raLogClients:]))
+	raLen := ca + clients*lcrSize
+	if ca%8 != 0 || ra+ca > ntfsBlock-2 {
+		return bad("client array at %d", ca)
+	}
+	if ra+raLen > sps || ra+int64(le.Uint16(a[raLength:])) > sps || raLen > int64(le.Uint16(a[raLength:])) {
+		return bad("restart area of %d bytes", le.Uint16(a[raLength:]))
+	}
+	free, inUse := int64(le.Uint16(a[raClientFree:])), int64(le.Uint16(a[raClientInUse:]))
+	if free != logNoClient && free >= clients || inUse != logNoClient && inUse >= clients {
+		return bad("client lists %d and %d for %d clients", free, inUse, clients)
+	}
+	if ra+raSize > ntfsBlock-2 {
+		return bad("restart area at %d past the first sector", ra)
+	}
+	fsBits := uint32(bits.Len64(le.Uint64(a[raFileSize:])))
+	if le.Uint32(a[raSeqNumberBits:]) != 67-fsBits {
+		return bad("sequence number bits %d for a %d-byte log", le.Uint32(a[raSeqNumberBits:]), le.Uint64(a[raFileSize:]))
+	}
+	if le.Uint16(a[raRecordHdrLen:])%8 != 0 || le.Uint16(a[raPageDataOff:])%8 != 0 {
+		return bad("log record header length or page data offset not a multiple of 8")
 	}
 	page := make([]byte, sps)
 	if err := read(pos, page); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	// chkdsk may leave a CHKD page whose fixups were not applied.
-	if string(page[:4]) == "RSTR" {
-		if err := ntfs.ApplyFixups(page, usaOfs, usaCount); err != nil {
-			return nil, fmt.Errorf("restart page at %d: %v", pos, err)
+	if haveUSA {
+		if usaCount-1 < sps/ntfsBlock {
+			return bad("update sequence array too short")
+		}
+		if err := ntfs.ApplyFixups(page, uint16(usaOfs), uint16(usaCount)); err != nil {
+			// A torn page matters only past the first sector.
+			if ra+int64(le.Uint16(a[raLength:])) > ntfsBlock-2 {
+				return bad("%v", err)
+			}
+			copy(page, blk)
 		}
 	}
-	return page[ra : ra+raSize], nil
+	area := page[ra : ra+raSize]
+	if !chkd && inUse != logNoClient {
+		if err := checkClients(page, ra, ca, clients, free, inUse); err != nil {
+			return bad("%v", err)
+		}
+	}
+	lsn := le.Uint64(area[raCurrentLSN:])
+	if chkd {
+		lsn = le.Uint64(page[rpChkdskLSN:])
+	}
+	return area, lsn, nil
+}
+
+// checkClients walks the free and in-use lists of log client records:
+// each index inside the array, no more records than the array has (no
+// loop), the first of each list without a previous one.
+func checkClients(page []byte, ra, ca, clients, free, inUse int64) error {
+	off := ra + ca
+	if off >= int64(len(page)) {
+		return fmt.Errorf("client array past the page")
+	}
+	n := clients
+	for _, idx := range []int64{free, inUse} {
+		for first := true; idx != logNoClient; n-- {
+			if n == 0 || idx >= clients || off+(idx+1)*lcrSize > int64(len(page)) {
+				return fmt.Errorf("log client array is corrupt")
+			}
+			cr := page[off+idx*lcrSize:]
+			if first && le.Uint16(cr[lcrPrev:]) != logNoClient {
+				return fmt.Errorf("log client array is corrupt")
+			}
+			first = false
+			idx = int64(le.Uint16(cr[lcrNext:]))
+		}
+	}
+	return nil
 }
 
 // checkLogFile refuses a volume whose log holds transactions not yet

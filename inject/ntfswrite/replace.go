@@ -82,9 +82,17 @@ func (f *FS) checkFile(r *mrec) error {
 	}
 	flags := le.Uint32(si.value[siAttributes:])
 	d := r.find(atData, nil)
-	switch {
-	case r.num < firstUser:
+	if r.num < firstUser {
 		return f.refuse("MFT record %d is a system file", r.num)
+	}
+	for _, a := range r.findAll(atFileName) {
+		if len(a.value) >= 8 {
+			if p, _ := splitRef(le.Uint64(a.value[fnParent:])); p == recExtend {
+				return f.refuse("file %d is a system file in $Extend", r.num)
+			}
+		}
+	}
+	switch {
 	case r.flags&recordDirectory != 0:
 		return fmt.Errorf("%s: MFT record %d is a directory: %w", f.label, r.num, ErrRefused)
 	case r.list != nil:
@@ -101,13 +109,6 @@ func (f *FS) checkFile(r *mrec) error {
 		return f.refuse("file %d is sparse", r.num)
 	case d.flags&attrEncrypted != 0:
 		return f.refuse("file %d is encrypted", r.num)
-	}
-	for _, a := range r.findAll(atFileName) {
-		if len(a.value) >= 8 {
-			if p, _ := splitRef(le.Uint64(a.value[fnParent:])); p == recExtend {
-				return f.refuse("file %d is a system file in $Extend", r.num)
-			}
-		}
 	}
 	return nil
 }
