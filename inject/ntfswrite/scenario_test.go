@@ -212,18 +212,18 @@ func TestNames(t *testing.T) {
 		t.Errorf("existing name: %v", err)
 	}
 	ok := map[string]uint8{
-		"CONFIG.SYS":              nsWin32AndDOS,
-		"A":                       nsWin32AndDOS,
-		"NTUSER~1.DAT":            nsWin32AndDOS,
-		"lower.sys":               nsPOSIX,
-		"TOOLONGNAME.SYS":         nsPOSIX,
-		"A.TOOL":                  nsPOSIX,
-		"space name.txt":          nsPOSIX,
-		"CON1":                    nsWin32AndDOS,
-		"COM0":                    nsWin32AndDOS,
-		strings.Repeat("x", 255):  nsPOSIX,
+		"CONFIG.SYS":             nsWin32AndDOS,
+		"A":                      nsWin32AndDOS,
+		"NTUSER~1.DAT":           nsWin32AndDOS,
+		"lower.sys":              nsPOSIX,
+		"TOOLONGNAME.SYS":        nsPOSIX,
+		"A.TOOL":                 nsPOSIX,
+		"space name.txt":         nsPOSIX,
+		"CON1":                   nsWin32AndDOS,
+		"COM0":                   nsWin32AndDOS,
+		strings.Repeat("x", 255): nsPOSIX,
 		strings.Repeat("😀", 127): nsPOSIX, // 254 UTF-16 units
-		"日本語.txt":                 nsPOSIX,
+		"日本語.txt":                nsPOSIX,
 	}
 	for n := range ok {
 		if _, err := f.Create(RootRecord, n, Attr{}, content([]byte(n))); err != nil {
