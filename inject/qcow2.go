@@ -274,17 +274,8 @@ func (v *volume) commitQcow2(ctx context.Context, hdr *undoHeader, undoPath stri
 	if err := v.verify(rw, checks); err != nil {
 		return err
 	}
-	if err := rw.Close(); err != nil {
-		rw = nil
-		return err
-	}
-	rw = nil
-	// Take the locks back for the rest (and for a rollback).
-	lk, err := lockImage(v.disk.path, false)
-	if err != nil {
-		return fmt.Errorf("%s: taking its lock back after writing: %w", v.disk.path, err)
-	}
-	v.t.locks[v.idx] = lk
+	// Everything that needs the file as written is done while rw still
+	// holds the lock (it writes through: the file has it all).
 	if err := checkAppendOnly(v.disk.path, gcs, before, id.FileSize, cs); err != nil {
 		return err
 	}
@@ -300,8 +291,21 @@ func (v *volume) commitQcow2(ctx context.Context, hdr *undoHeader, undoPath stri
 	if err != nil {
 		return err
 	}
+	if err := rw.Close(); err != nil {
+		rw = nil
+		return err
+	}
+	rw = nil
 	if err := u.commit(&undoCommit{Time: v.t.o.Now().UTC(), FileSize: st.Size(), After: after}); err != nil {
 		return err
+	}
+	// Take the lock back until the run ends. The image is complete and
+	// consistent: if another process took it in the instant since rw
+	// closed, that is no reason to undo.
+	if lk, err := lockImage(v.disk.path, false); err == nil {
+		v.t.locks[v.idx] = lk
+	} else {
+		v.t.o.notify("warning: %v", err)
 	}
 	return u.close()
 }
