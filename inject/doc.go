@@ -13,8 +13,9 @@
 //     libvirtd answers, no running domain using the images.
 //  4. The disks are opened read-only (imagefmt, fsread); GuestDir names a
 //     volume (a partition or a whole-disk filesystem) and a directory.
-//  5. The filesystem writer (package extwrite) stages every change in
-//     memory: nothing is written when anything is refused or fails here.
+//  5. The filesystem writer (package extwrite for ext2/3/4, ntfswrite for
+//     NTFS, both behind fsWriter) stages every change in memory: nothing is
+//     written when anything is refused or fails here.
 //     With DryRun, Run stops and reports the changes.
 //  6. Commit. The old bytes of every range about to change go into the
 //     undo file and are synced before the range is written. A raw image
@@ -24,9 +25,10 @@
 //     tables of the clusters written and those clusters, and the file's
 //     length; after the writes, a check confirms every guest cluster
 //     written is where it was or past the old end.
-//  7. Verification: the filesystem is read back through vmmount's own ext
-//     reader, which checks every checksum: each file written must have its
-//     type, mode, owner, size and content (the source read again).
+//  7. Verification: the filesystem is read back through vmmount's own
+//     reader (fsread/ext checks every checksum; fsread/ntfs for NTFS): each
+//     file written must have its type, mode, owner, size and content (the
+//     source read again).
 //  8. A commit record ends the undo file. Any failure in 6 or 7, Ctrl-C
 //     included, writes the saved bytes back (and cuts a qcow2 image to its
 //     old length): the image is as it was.
@@ -54,8 +56,9 @@
 //     target directories, immutable, append-only, verity or encrypted
 //     files to replace: what it writes would be wrong or would break them;
 //   - LVM logical volumes (a write needs the LV's mapping to the disks,
-//     not done yet), filesystems other than ext2/3/4, image formats other
-//     than raw and qcow2, qcow2 images that are dirty, corrupt, encrypted,
+//     not done yet), filesystems other than ext2/3/4 and NTFS (whose own
+//     refusals ntfswrite lists; on NTFS, --owner, --mode and symlinks),
+//     image formats other than raw and qcow2, qcow2 images that are dirty, corrupt, encrypted,
 //     have persistent dirty bitmaps (they would go stale), an external data
 //     file or extended L2 entries;
 //   - a name that exists without Overwrite, or exists as another type

@@ -49,7 +49,7 @@ func newInjectCommand(g *globalOptions) *cobra.Command {
 	var o injectOptions
 	c := &cobra.Command{
 		Use:   "inject [flags] TARGET SRC... GUEST_DIR | inject --undo UNDOFILE",
-		Short: "Write files into the disk of a VM that is shut off (ext2/3/4), undoably",
+		Short: "Write files into the disk of a VM that is shut off (ext2/3/4, NTFS), undoably",
 		Long: `Write files, directories (recursively) and symlinks from this host into a
 directory of a VM's disk while the VM is shut off: a fixed fstab, a key, a
 config, a driver. TARGET is a libvirt domain (name or UUID; its disks come from
@@ -57,8 +57,9 @@ its XML) or a disk image (raw or qcow2; more images of the same VM with
 --image). GUEST_DIR is a path as the mount shows it: /p1/etc with one disk,
 /vda/p1/etc with several (` + "`vmmount ls TARGET /`" + ` lists the volumes).
 
-The filesystem is written in user space (ext2, ext3, ext4; raw images in
-place, qcow2 images through their cluster tables with refcounts kept right).
+The filesystem is written in user space (ext2, ext3, ext4 and NTFS; raw
+images in place, qcow2 images through their cluster tables with refcounts kept
+right).
 New files get the source's permission bits (or --mode), owner 0:0 (or
 --owner) and the source's modification time. --overwrite replaces existing
 regular files and symlinks in place: the inode, its hard links and extended
@@ -84,8 +85,8 @@ Refused, writing nothing (exit 5):
     journal device, compression, dirdata, snapshot, shared_blocks, read-only,
     unknown features; encrypted or casefolded target directories; immutable,
     append-only, verity or encrypted files to replace
-  - LVM logical volumes, filesystems other than ext2/3/4, image formats other
-    than raw and qcow2, qcow2 images qcow2 writing refuses (dirty, corrupt,
+  - LVM logical volumes, filesystems other than ext2/3/4 and NTFS (on NTFS:
+    --owner, --mode and symlinks), image formats other than raw and qcow2, qcow2 images qcow2 writing refuses (dirty, corrupt,
     persistent dirty bitmaps, external data file, extended L2, encrypted)
   - a name that exists without --overwrite, or of another type; device nodes,
     FIFOs and sockets as sources
