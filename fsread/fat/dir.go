@@ -85,7 +85,7 @@ func volOff(segs []seg, pos int64) int64 {
 
 // list returns the parsed directory ino (first cluster first).
 func (f *FS) list(ino uint64, first uint32) (*dirList, error) {
-	if d, ok := f.dirs.get(ino); ok {
+	if d, ok := f.dirs.Get(ino); ok {
 		return d, nil
 	}
 	data, segs, err := f.dirData(ino, first)
@@ -93,7 +93,7 @@ func (f *FS) list(ino uint64, first uint32) (*dirList, error) {
 		return nil, err
 	}
 	d := parseDir(data, segs)
-	f.dirs.add(ino, d)
+	f.dirs.Add(ino, d)
 	return d, nil
 }
 

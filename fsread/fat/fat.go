@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/vmmount/vmmount/fsread/fsys"
+
+	"github.com/vmmount/vmmount/internal/lru"
 )
 
 // Options name the volume in errors.
@@ -28,7 +30,7 @@ type FS struct {
 	warnings []string
 
 	fat  *fatTable
-	dirs *lru[uint64, *dirList] // parsed directories by inode
+	dirs *lru.Cache[uint64, *dirList] // parsed directories by inode
 
 	infoOnce sync.Once
 	info     fsys.Info
@@ -78,7 +80,7 @@ func Open(r io.ReaderAt, size int64, opts Options) (*FS, error) {
 		return nil, err
 	}
 	f.fat = newFATTable(f)
-	f.dirs = newLRU[uint64, *dirList](maxCachedDirEntries, func(d *dirList) int { return len(d.ents) + 1 })
+	f.dirs = lru.New[uint64, *dirList](maxCachedDirEntries, func(d *dirList) int { return len(d.ents) + 1 })
 	f.checkDirty()
 	if l, err := f.rootLabel(); err == nil && l != "" {
 		f.label = l
@@ -261,7 +263,7 @@ func (f *FS) Warnings() []string { return append([]string(nil), f.warnings...) }
 
 // Close drops the caches.
 func (f *FS) Close() error {
-	f.dirs.purge()
+	f.dirs.Purge()
 	f.fat.purge()
 	return nil
 }

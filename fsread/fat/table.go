@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/vmmount/vmmount/internal/lru"
 )
 
 // Cache bounds: FAT chunks and parsed directory entries.
@@ -17,18 +19,18 @@ const (
 // fatTable reads FAT entries through a bounded cache of FAT chunks.
 type fatTable struct {
 	f      *FS
-	chunks *lru[int64, []byte]
+	chunks *lru.Cache[int64, []byte]
 }
 
 func newFATTable(f *FS) *fatTable {
-	return &fatTable{f: f, chunks: newLRU[int64, []byte](maxCachedFATChunks, func([]byte) int { return 1 })}
+	return &fatTable{f: f, chunks: lru.New[int64, []byte](maxCachedFATChunks, func([]byte) int { return 1 })}
 }
 
-func (t *fatTable) purge() { t.chunks.purge() }
+func (t *fatTable) purge() { t.chunks.Purge() }
 
 // chunk returns FAT chunk i (bytes [i*fatChunkSize, ...) of the FAT).
 func (t *fatTable) chunk(i int64) ([]byte, error) {
-	if b, ok := t.chunks.get(i); ok {
+	if b, ok := t.chunks.Get(i); ok {
 		return b, nil
 	}
 	g := &t.f.geo
@@ -44,7 +46,7 @@ func (t *fatTable) chunk(i int64) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("%s: reading FAT at byte %d: %w", t.f.name, off, err)
 	}
-	t.chunks.add(i, b)
+	t.chunks.Add(i, b)
 	return b, nil
 }
 

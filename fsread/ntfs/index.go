@@ -37,7 +37,7 @@ const (
 
 // list returns the parsed directory ino.
 func (f *FS) list(ino uint64) (*dirList, error) {
-	if d, ok := f.dirs.get(ino); ok {
+	if d, ok := f.dirs.Get(ino); ok {
 		return d, nil
 	}
 	in, err := f.inode(ino)
@@ -57,7 +57,7 @@ func (f *FS) list(ino uint64) (*dirList, error) {
 			d.byName[e.name] = e.ino
 		}
 	}
-	f.dirs.add(ino, d)
+	f.dirs.Add(ino, d)
 	return d, nil
 }
 

@@ -41,7 +41,7 @@ type inode struct {
 
 // inode returns the decoded base record ino.
 func (f *FS) inode(ino uint64) (*inode, error) {
-	if in, ok := f.inodes.get(ino); ok {
+	if in, ok := f.inodes.Get(ino); ok {
 		return in, nil
 	}
 	rec, err := f.readRecord(ino)
@@ -52,7 +52,7 @@ func (f *FS) inode(ino uint64) (*inode, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.inodes.add(ino, in)
+	f.inodes.Add(ino, in)
 	return in, nil
 }
 

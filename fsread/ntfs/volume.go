@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/vmmount/vmmount/fsread/fsys"
+
+	"github.com/vmmount/vmmount/internal/lru"
 )
 
 // Options name the volume and say where it is mounted.
@@ -39,8 +41,8 @@ type FS struct {
 	label    string
 	warnings []string
 
-	inodes *lru[uint64, *inode]
-	dirs   *lru[uint64, *dirList]
+	inodes *lru.Cache[uint64, *inode]
+	dirs   *lru.Cache[uint64, *dirList]
 
 	infoOnce sync.Once
 	info     fsys.Info
@@ -69,8 +71,8 @@ func Open(r io.ReaderAt, size int64, opts Options) (*FS, error) {
 	if err := f.readBoot(); err != nil {
 		return nil, err
 	}
-	f.inodes = newLRU[uint64, *inode](maxCachedInodes, func(*inode) int { return 1 })
-	f.dirs = newLRU[uint64, *dirList](maxCachedDirEntries, func(d *dirList) int { return len(d.ents) + 1 })
+	f.inodes = lru.New[uint64, *inode](maxCachedInodes, func(*inode) int { return 1 })
+	f.dirs = lru.New[uint64, *dirList](maxCachedDirEntries, func(d *dirList) int { return len(d.ents) + 1 })
 	if err := f.loadMFT(); err != nil {
 		return nil, err
 	}
@@ -253,8 +255,8 @@ func (f *FS) Warnings() []string { return append([]string(nil), f.warnings...) }
 
 // Close drops the caches.
 func (f *FS) Close() error {
-	f.inodes.purge()
-	f.dirs.purge()
+	f.inodes.Purge()
+	f.dirs.Purge()
 	return nil
 }
 

@@ -1,13 +1,15 @@
-package ntfs
+// Package lru is a small generic cache bounded by the total cost of its
+// values, safe for concurrent use, shared by the filesystem readers.
+package lru
 
 import (
 	"container/list"
 	"sync"
 )
 
-// lru is a cache bounded by the total cost of its values, safe for
+// Cache is a cache bounded by the total cost of its values, safe for
 // concurrent use.
-type lru[K comparable, V any] struct {
+type Cache[K comparable, V any] struct {
 	mu    sync.Mutex
 	max   int
 	used  int
@@ -22,11 +24,13 @@ type lruItem[K comparable, V any] struct {
 	cost int
 }
 
-func newLRU[K comparable, V any](max int, cost func(V) int) *lru[K, V] {
-	return &lru[K, V]{max: max, cost: cost, ll: list.New(), items: map[K]*list.Element{}}
+// New returns a cache holding values of total cost at most max.
+func New[K comparable, V any](max int, cost func(V) int) *Cache[K, V] {
+	return &Cache[K, V]{max: max, cost: cost, ll: list.New(), items: map[K]*list.Element{}}
 }
 
-func (c *lru[K, V]) get(k K) (V, bool) {
+// Get returns the value of k and marks it recently used.
+func (c *Cache[K, V]) Get(k K) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.items[k]; ok {
@@ -37,8 +41,8 @@ func (c *lru[K, V]) get(k K) (V, bool) {
 	return zero, false
 }
 
-// add inserts v; a value costing more than the whole cache is not kept.
-func (c *lru[K, V]) add(k K, v V) {
+// Add inserts v; a value costing more than the whole cache is not kept.
+func (c *Cache[K, V]) Add(k K, v V) {
 	cost := c.cost(v)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -64,7 +68,8 @@ func (c *lru[K, V]) add(k K, v V) {
 	}
 }
 
-func (c *lru[K, V]) purge() {
+// Purge empties the cache.
+func (c *Cache[K, V]) Purge() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.ll.Init()
