@@ -3,9 +3,8 @@ package fat
 import (
 	"errors"
 	"fmt"
-	"io"
-
 	"github.com/vmmount/vmmount/internal/lru"
+	"io"
 )
 
 // Cache bounds: FAT chunks and parsed directory entries.

@@ -10,7 +10,6 @@ import (
 	"sync"
 
 	"github.com/vmmount/vmmount/fsread/fsys"
-
 	"github.com/vmmount/vmmount/internal/lru"
 )
 
