@@ -3,8 +3,9 @@ package fat
 import (
 	"errors"
 	"fmt"
-	"github.com/vmmount/vmmount/internal/lru"
 	"io"
+
+	"github.com/vmmount/vmmount/internal/lru"
 )
 
 // Cache bounds: FAT chunks and parsed directory entries.
