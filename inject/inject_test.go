@@ -225,6 +225,18 @@ func TestRefusals(t *testing.T) {
 			t.Errorf("%v, want refused: in use", err)
 		}
 	})
+	t.Run("loop device", func(t *testing.T) {
+		// The host has the image attached (and maybe mounted).
+		dev, detach, err := testimages.LoopAttach(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer detach()
+		_, err = Run(ctx, Options{Target: Target{Images: []string{img}}, Sources: []string{src + "/fstab"}, GuestDir: "/p2", Now: now})
+		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), dev) {
+			t.Errorf("%v, want refused naming %s", err, dev)
+		}
+	})
 	t.Run("qcow2 bitmaps", func(t *testing.T) {
 		q, _ := prepare(t, raw, "qcow2")
 		if out, err := testimages.Run("qemu-img", "bitmap", "--add", q, "checkpoint"); err != nil {

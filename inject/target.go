@@ -110,6 +110,9 @@ func (t *target) lock(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := checkLoopDevices(paths); err != nil {
+		return err
+	}
 	return checkNotUsed(ctx, t.h, t.uri, paths, t.domainName)
 }
 

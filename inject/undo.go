@@ -76,6 +76,9 @@ func Undo(ctx context.Context, path string, o UndoOptions) (*UndoResult, error) 
 		return res, err
 	}
 	defer lk.release()
+	if err := checkLoopDevices([]string{h.Image.Path}); err != nil {
+		return res, err
+	}
 	if err := checkNotUsed(ctx, hv, uri, []string{h.Image.Path}, h.Domain); err != nil {
 		return res, err
 	}
