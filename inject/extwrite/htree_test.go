@@ -58,7 +58,8 @@ func TestHtreeGrowth(t *testing.T) {
 			fsck(t, img, "fresh")
 			long := strings.Repeat("n", 230)
 			count, lastLevels, nodes := 0, -2, 0
-			for batch := 0; batch < 60; batch++ {
+			checked := -2
+			for batch := 0; batch < 40; batch++ {
 				f, _ := openImage(t, img)
 				d, err := lookupPath(f, "/d")
 				if err != nil {
@@ -68,11 +69,17 @@ func TestHtreeGrowth(t *testing.T) {
 					t.Logf("after %d names: %d indirect levels", count, l)
 					lastLevels = l
 					if l == 2 {
-						return // three levels reached and checked
+						fsck(t, img, fmt.Sprintf("three levels after %d names", count))
+						return
 					}
 				}
+				if lastLevels != checked {
+					// The tree just changed shape: check it.
+					fsck(t, img, fmt.Sprintf("after %d names", count))
+					checked = lastLevels
+				}
 				full := false
-				for range 1000 {
+				for range 1500 {
 					_, err := f.Create(d, fmt.Sprintf("%s-%06d", long, count), Attr{Perm: 0o644}, content(nil))
 					if errors.Is(err, ErrRefused) && strings.Contains(err.Error(), "index is full") {
 						full = true
@@ -96,7 +103,9 @@ func TestHtreeGrowth(t *testing.T) {
 					return
 				}
 				apply(t, f, img)
-				fsck(t, img, fmt.Sprintf("after %d names", count))
+				if batch%8 == 7 {
+					fsck(t, img, fmt.Sprintf("after %d names", count))
+				}
 			}
 			t.Fatalf("after %d names the tree has %d levels", count, lastLevels)
 		})
