@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -93,6 +94,13 @@ func asRaw(t *testing.T, img string) string {
 // filesystem at off+size of its guest view, which it returns as a raw
 // file.
 func checkImage(t *testing.T, img string, off, size int64, what string) string {
+	raw, _ := checkImagePart(t, img, off, size, what)
+	return raw
+}
+
+// checkImagePart is checkImage returning the filesystem's bytes as a file
+// too.
+func checkImagePart(t *testing.T, img string, off, size int64, what string) (string, string) {
 	t.Helper()
 	if strings.HasSuffix(img, ".qcow2") {
 		if out, err := exec.Command("qemu-img", "check", img).CombinedOutput(); err != nil {
@@ -117,7 +125,40 @@ func checkImage(t *testing.T, img string, off, size int64, what string) string {
 	if out, err := exec.Command("e2fsck", "-fn", part).CombinedOutput(); err != nil {
 		t.Fatalf("%s: e2fsck -fn: %v\n%s", what, err, out)
 	}
-	return raw
+	return raw, part
+}
+
+// debugfsSees checks that debugfs reads a file of the filesystem image
+// part with the source's content and mtime (nanoseconds) and the owner
+// and mode given.
+func debugfsSees(t *testing.T, part, path, src string, uid, gid uint32, perm uint16) {
+	t.Helper()
+	got, err := exec.Command("debugfs", "-R", "cat "+path, part).Output()
+	if err != nil {
+		t.Fatalf("debugfs cat %s: %v", path, err)
+	}
+	if want := readFile(t, src); !bytes.Equal(got, want) {
+		t.Errorf("debugfs reads %d bytes of %s, want the %d of %s", len(got), path, len(want), src)
+	}
+	out, err := exec.Command("debugfs", "-R", "stat "+path, part).Output()
+	if err != nil {
+		t.Fatalf("debugfs stat %s: %v", path, err)
+	}
+	st, err := os.Stat(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt := st.ModTime()
+	for _, want := range []string{
+		fmt.Sprintf("User: %5d   Group: %5d", uid, gid),
+		fmt.Sprintf("Mode:  %04o", perm),
+		fmt.Sprintf("Size: %d", st.Size()),
+		fmt.Sprintf("mtime: 0x%08x:%08x", uint32(mt.Unix()), uint32(mt.Nanosecond())<<2),
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("debugfs stat %s lacks %q:\n%s", path, want, out)
+		}
+	}
 }
 
 // sources makes a host tree to inject: files of several sizes, a

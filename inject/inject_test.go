@@ -61,7 +61,10 @@ func TestInjectAndUndo(t *testing.T) {
 			if res1.Volume != "/p2" || res1.FS != "ext4" || len(res1.Actions) != 13 {
 				t.Errorf("result: volume %s fs %s, %d actions: %+v", res1.Volume, res1.FS, len(res1.Actions), res1.Actions)
 			}
-			view := checkImage(t, img, off, size, "after the first injection")
+			view, part := checkImagePart(t, img, off, size, "after the first injection")
+			for _, f := range []string{"fstab", "big.bin", "conf.d/sub/b.conf"} {
+				debugfsSees(t, part, "/etc/new/"+f, filepath.Join(src, f), 1000, 1001, 0o640)
+			}
 			mnt := mountView(t, view, off, size)
 			sameTree(t, src, filepath.Join(mnt, "etc", "new"), 1000, 1001)
 			if st, err := os.Stat(filepath.Join(mnt, "etc")); err != nil || st.Mode().Perm() != 0o755 {
