@@ -114,6 +114,9 @@ func (f *FS) blockMapSet(n *inode, lblk, phys, goal uint64) error {
 	if !ok {
 		return f.refuse("inode %d: block %d is past what a block map addresses (the filesystem has no extents)", n.ino, lblk)
 	}
+	if phys >= 1<<32 {
+		return f.refuse("inode %d: block %d is past what a block map's 32-bit pointers address", n.ino, phys)
+	}
 	if len(idx) == 0 {
 		n.d.Block[slot] = uint32(phys)
 		return nil
@@ -122,6 +125,9 @@ func (f *FS) blockMapSet(n *inode, lblk, phys, goal uint64) error {
 		blk, _, err := f.allocRun(goal, 1)
 		if err != nil {
 			return 0, err
+		}
+		if blk >= 1<<32 {
+			return 0, f.refuse("inode %d: indirect block %d is past what 32-bit pointers address", n.ino, blk)
 		}
 		if _, err := f.st.fresh(blk); err != nil {
 			return 0, err
