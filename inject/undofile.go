@@ -102,8 +102,8 @@ type record struct {
 	Len     int64
 	OldSum  [32]byte
 	NewSum  [32]byte // zero when not known when written
-	HasData bool     // Data (the old bytes) is in the file
-	Data    []byte   // nil when read without data
+	HasData bool     // the old bytes are saved (in the file, or Zero)
+	Zero    bool     // the old bytes were all zeros (not stored)
 	dataOff int64    // where the old bytes are in the undo file
 }
 
@@ -171,13 +171,24 @@ func (u *undoWriter) werr(err error) error {
 	return fmt.Errorf("writing the undo file %s: %w", u.f.Name(), err)
 }
 
+// Record flags (byte 1 of a record).
+const (
+	recHashes = 0 // hashes only
+	recData   = 1 // the old bytes follow
+	recZeros  = 2 // the old bytes were zeros; nothing follows
+)
+
 // add appends a record; old are the bytes it saves (nil for a record of
-// hashes only).
+// hashes only). All-zero old bytes (free blocks of a fresh filesystem) are
+// recorded as such, not stored.
 func (u *undoWriter) add(space uint8, off int64, old []byte, oldSum, newSum [32]byte, n int64) error {
 	var h [recordHeaderLen]byte
 	h[0] = space
 	if old != nil {
-		h[1] = 1
+		h[1] = recData
+		if allZero(old) {
+			h[1], old = recZeros, nil
+		}
 	}
 	binary.LittleEndian.PutUint64(h[8:], uint64(off))
 	binary.LittleEndian.PutUint64(h[16:], uint64(n))
@@ -314,15 +325,19 @@ func (u *undoFile) parseFrame(typ byte, p []byte, payloadOff int64) error {
 		if u.header.Version == 0 || len(p) < recordHeaderLen {
 			return fmt.Errorf("%w: record before the header or short", ErrUndoFile)
 		}
-		rec := &record{Space: p[0], HasData: p[1] == 1,
+		rec := &record{Space: p[0], HasData: p[1] == recData || p[1] == recZeros, Zero: p[1] == recZeros,
 			Off: int64(binary.LittleEndian.Uint64(p[8:])), Len: int64(binary.LittleEndian.Uint64(p[16:]))}
 		copy(rec.OldSum[:], p[24:56])
 		copy(rec.NewSum[:], p[56:88])
-		if rec.Off < 0 || rec.Len <= 0 || rec.Len > recordChunk || rec.Space > spaceHost ||
-			(rec.HasData && int64(len(p)-recordHeaderLen) != rec.Len) || (!rec.HasData && len(p) != recordHeaderLen) {
+		stored := rec.HasData && !rec.Zero
+		if rec.Off < 0 || rec.Len <= 0 || rec.Len > recordChunk || rec.Space > spaceHost || p[1] > recZeros ||
+			(stored && int64(len(p)-recordHeaderLen) != rec.Len) || (!stored && len(p) != recordHeaderLen) {
 			return fmt.Errorf("%w: bad record", ErrUndoFile)
 		}
-		if rec.HasData {
+		if rec.Zero && sha256.Sum256(make([]byte, rec.Len)) != rec.OldSum {
+			return fmt.Errorf("%w: record %d: zeros do not match their checksum", ErrUndoFile, len(u.records))
+		}
+		if stored {
 			if sha256.Sum256(p[recordHeaderLen:]) != rec.OldSum {
 				return fmt.Errorf("%w: record %d: saved bytes do not match their checksum", ErrUndoFile, len(u.records))
 			}
@@ -347,12 +362,30 @@ func (u *undoFile) parseFrame(typ byte, p []byte, payloadOff int64) error {
 	return nil
 }
 
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // oldBytes reads a record's saved bytes from the undo file.
 func (u *undoFile) oldBytes(f *os.File, rec *record) ([]byte, error) {
 	if !rec.HasData {
 		return nil, fmt.Errorf("record at %d has no saved bytes", rec.Off)
 	}
 	b := make([]byte, rec.Len)
+	if rec.Zero {
+		return b, nil
+	}
 	if _, err := f.ReadAt(b, rec.dataOff); err != nil {
 		return nil, fmt.Errorf("reading the undo file: %w", err)
 	}
