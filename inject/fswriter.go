@@ -32,6 +32,12 @@ type fsWriter interface {
 	Events() []extwrite.Event
 }
 
+// linkReader is implemented by writers that read symlink targets, so
+// GuestDir may go through symlinks (a merged /lib -> usr/lib).
+type linkReader interface {
+	Readlink(node uint64) (string, error)
+}
+
 // errNoEntry is what fsWriter.Lookup wraps for a missing name.
 var errNoEntry = errors.New("no such entry")
 
@@ -122,6 +128,11 @@ func (a extAdapter) Replace(node uint64, c content, ra replaceAttr) error {
 
 func (a extAdapter) ReplaceSymlink(node uint64, target string, ra replaceAttr) error {
 	return extErr(a.f.ReplaceSymlink(uint32(node), target, extReplace(ra)))
+}
+
+func (a extAdapter) Readlink(node uint64) (string, error) {
+	t, err := a.f.Readlink(uint32(node))
+	return t, extErr(err)
 }
 
 func (a extAdapter) SetAttr(node uint64, ra replaceAttr) error {

@@ -215,9 +215,18 @@ func appendRange(l []Range, r Range) []Range {
 	return append(l, r)
 }
 
-// defaultUndoPath is next to the image: <image>.inject-<UTC time>.undo.
+// defaultUndoPath is next to the image: <image>.inject-<UTC time>.undo,
+// with a number added if that name is taken.
 func defaultUndoPath(image string, t time.Time) string {
-	return image + ".inject-" + t.UTC().Format("20060102T150405.000Z") + ".undo"
+	base := image + ".inject-" + t.UTC().Format("20060102T150405.000Z")
+	p := base + ".undo"
+	for i := 2; i < 1000; i++ {
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		p = fmt.Sprintf("%s-%d.undo", base, i)
+	}
+	return p
 }
 
 func describe(acts []Action) string {

@@ -74,17 +74,38 @@ type check struct {
 	src    *hostContent // regular files
 }
 
+// maxLinks bounds the symlinks followed resolving GuestDir (the kernel's
+// MAXSYMLINKS).
+const maxLinks = 40
+
 // resolveDir walks the guest directory from the volume root, making
-// missing components with --parents.
+// missing components with --parents. Symlinks on the way are followed as
+// the guest would (a merged /lib -> usr/lib): relative targets from their
+// directory, absolute ones from the volume's root, ".." never above it.
+// rel is the resolved path, which the actions show.
 func (p *planner) resolveDir(rest string) (uint64, string, error) {
-	node := p.w.Root()
-	rel := ""
-	if rest == "." || rest == "" {
-		return node, rel, nil
+	type step struct {
+		node uint64
+		rel  string
 	}
-	for _, c := range strings.Split(rest, "/") {
-		rel = path.Join(rel, c)
-		child, err := p.w.Lookup(node, c)
+	stack := []step{{p.w.Root(), ""}}
+	comps := splitPath(rest)
+	links := 0
+	for len(comps) > 0 {
+		c := comps[0]
+		comps = comps[1:]
+		cur := stack[len(stack)-1]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(stack) > 1 {
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		}
+		rel := path.Join(cur.rel, c)
+		child, err := p.w.Lookup(cur.node, c)
 		switch {
 		case errors.Is(err, errNoEntry):
 			if !p.o.Parents {
@@ -92,7 +113,7 @@ func (p *planner) resolveDir(rest string) (uint64, string, error) {
 			}
 			a := attr{Perm: 0o755, Atime: p.now, Mtime: p.now}
 			a.Uid, a.Gid = p.owner()
-			if child, err = p.w.Mkdir(node, c, a); err != nil {
+			if child, err = p.w.Mkdir(cur.node, c, a); err != nil {
 				return 0, "", fmt.Errorf("%s: %w", p.guest(rel), err)
 			}
 			p.actions = append(p.actions, Action{Op: ActMkdir, Path: p.guest(rel), Node: child, Perm: 0o755, Uid: a.Uid, Gid: a.Gid})
@@ -104,13 +125,42 @@ func (p *planner) resolveDir(rest string) (uint64, string, error) {
 			if err != nil {
 				return 0, "", fmt.Errorf("%s: %w", p.guest(rel), err)
 			}
+			if st.kind() == modeLink {
+				lr, ok := p.w.(linkReader)
+				if !ok {
+					return 0, "", refusef("%s is a symlink", p.guest(rel))
+				}
+				if links++; links > maxLinks {
+					return 0, "", refusef("%s: more than %d symlinks on the way", p.guest(rel), maxLinks)
+				}
+				target, err := lr.Readlink(child)
+				if err != nil {
+					return 0, "", fmt.Errorf("%s: %w", p.guest(rel), err)
+				}
+				if strings.HasPrefix(target, "/") {
+					stack = stack[:1]
+				}
+				comps = append(splitPath(target), comps...)
+				continue
+			}
 			if st.kind() != modeDir {
 				return 0, "", refusef("%s is not a directory", p.guest(rel))
 			}
 		}
-		node = child
+		stack = append(stack, step{child, rel})
 	}
-	return node, rel, nil
+	last := stack[len(stack)-1]
+	return last.node, last.rel, nil
+}
+
+func splitPath(p string) []string {
+	var out []string
+	for _, c := range strings.Split(p, "/") {
+		if c != "" {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (p *planner) guest(rel string) string {

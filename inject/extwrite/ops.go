@@ -379,7 +379,7 @@ func (f *FS) release(n *inode) ([]Extent, error) {
 			return nil, err
 		}
 		n.d.Flags &^= disklayout.FlagInlineData
-	case n.ftype() == sIFLNK && !n.flag(disklayout.FlagExtents) && f.sectors(n) <= f.xattrSectors(n):
+	case n.ftype() == sIFLNK && f.isFastSymlink(n):
 		// A fast symlink: the target is in i_block.
 	case n.flag(disklayout.FlagExtents):
 		err := f.extentWalk(n, func(_ uint32, start uint64, length uint32) error {
@@ -559,4 +559,68 @@ func (f *FS) SetAttr(ino uint32, a ReplaceAttr) error {
 	}
 	f.applyReplace(n, &a)
 	return f.writeInode(n)
+}
+
+// isFastSymlink tells a target in i_block from one in a block as the
+// kernel's ext4_inode_is_fast_symlink does.
+func (f *FS) isFastSymlink(n *inode) bool {
+	if n.flag(disklayout.FlagInlineData) {
+		return false
+	}
+	if f.sb.HasIncompat(disklayout.IncompatEaInode) {
+		return f.size(n) > 0 && f.size(n) < disklayout.IBlockSize
+	}
+	return f.sectors(n) <= f.xattrSectors(n)
+}
+
+// Readlink returns a symlink's target.
+func (f *FS) Readlink(ino uint32) (string, error) {
+	n, err := f.readInode(ino)
+	if err != nil {
+		return "", err
+	}
+	if n.ftype() != sIFLNK {
+		return "", fmt.Errorf("%s: inode %d is not a symlink: %w", f.label, ino, ErrRefused)
+	}
+	if n.flag(disklayout.FlagEncrypt) {
+		return "", f.refuse("symlink inode %d is encrypted", ino)
+	}
+	size := f.size(n)
+	if size == 0 || size >= uint64(f.bs) {
+		return "", f.corrupt("symlink inode %d has a target of %d bytes", ino, size)
+	}
+	switch {
+	case n.flag(disklayout.FlagInlineData):
+		attrs, err := f.ibodyAttrs(n)
+		if err != nil {
+			return "", err
+		}
+		b := n.iblock()
+		for _, a := range attrs {
+			if a.index == disklayout.XattrIndexSystem && string(a.name) == "data" {
+				b = append(b, a.value...)
+			}
+		}
+		if uint64(len(b)) < size {
+			return "", f.corrupt("inline symlink inode %d is shorter than its size", ino)
+		}
+		return string(b[:size]), nil
+	case f.isFastSymlink(n):
+		if size >= disklayout.IBlockSize {
+			return "", f.corrupt("fast symlink inode %d of %d bytes", ino, size)
+		}
+		return string(n.iblock()[:size]), nil
+	}
+	phys, err := f.mapBlock(n, 0)
+	if err != nil {
+		return "", err
+	}
+	if phys == 0 {
+		return "", f.corrupt("symlink inode %d has no block", ino)
+	}
+	b, err := f.st.read(phys)
+	if err != nil {
+		return "", err
+	}
+	return string(b[:size]), nil
 }
