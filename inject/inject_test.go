@@ -16,7 +16,7 @@ import (
 func gptFixture(t *testing.T) (raw string, off, size int64) {
 	t.Helper()
 	testimages.RequireRoot(t)
-	testimages.RequireTools(t, "qemu-img", "e2fsck", "debugfs", "cmp")
+	testimages.RequireTools(t, "qemu-img", "e2fsck", "debugfs", "cmp", "losetup", "mount")
 	d := testimages.GetDisk(t, "gpt")
 	for _, v := range d.Volumes {
 		if v.Name == "p2" {

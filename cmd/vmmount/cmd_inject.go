@@ -56,6 +56,8 @@ config, a driver. TARGET is a libvirt domain (name or UUID; its disks come from
 its XML) or a disk image (raw or qcow2; more images of the same VM with
 --image). GUEST_DIR is a path as the mount shows it: /p1/etc with one disk,
 /vda/p1/etc with several (` + "`vmmount ls TARGET /`" + ` lists the volumes).
+Symlinks on the way are followed as the guest would (a merged /lib -> usr/lib;
+absolute targets from the volume's root).
 
 The filesystem is written in user space (ext2, ext3, ext4 and NTFS; raw
 images in place, qcow2 images through their cluster tables with refcounts kept

@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/vmmount/vmmount/testimages"
 )
 
 // TestUninitGroups fills filesystems whose later groups have uninitialized
@@ -23,6 +25,7 @@ func TestUninitGroups(t *testing.T) {
 		{"noflex", []string{"-b", "1024", "-N", "600", "-O", "^flex_bg"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			testimages.RequireTools(t, "dumpe2fs")
 			img := mkfsImage(t, "mkfs.ext4", tc.args, 64, map[string]string{"a/": ""})
 			uninit := func() (b, i int) {
 				out, _ := exec.Command("dumpe2fs", img).Output()
