@@ -61,8 +61,7 @@ absolute targets from the volume's root).
 
 The filesystem is written in user space (ext2, ext3, ext4 and NTFS; raw
 images in place, qcow2 images through their cluster tables with refcounts kept
-right).
-New files get the source's permission bits (or --mode), owner 0:0 (or
+right). New files get the source's permission bits (or --mode), owner 0:0 (or
 --owner) and the source's modification time. --overwrite replaces existing
 regular files and symlinks in place: the inode, its hard links and extended
 attributes (SELinux labels) stay, and so do its mode and owner unless given.
@@ -88,8 +87,11 @@ Refused, writing nothing (exit 5):
     unknown features; encrypted or casefolded target directories; immutable,
     append-only, verity or encrypted files to replace
   - LVM logical volumes, filesystems other than ext2/3/4 and NTFS (on NTFS:
-    --owner, --mode and symlinks), image formats other than raw and qcow2, qcow2 images qcow2 writing refuses (dirty, corrupt,
-    persistent dirty bitmaps, external data file, extended L2, encrypted)
+    --owner, --mode and symlinks), image formats other than raw and qcow2,
+    qcow2 images that are dirty, corrupt, encrypted, or have persistent dirty
+    bitmaps, an external data file or extended L2 entries
+  - images attached to a loop device on this host (it may have them mounted);
+    not enough free space for the undo file or a growing qcow2 image
   - a name that exists without --overwrite, or of another type; device nodes,
     FIFOs and sockets as sources
 
