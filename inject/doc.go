@@ -9,10 +9,12 @@
 //  2. With Options.Repo, a restore point of the VM (package backup).
 //  3. QEMU's image locks on every disk (the OFD byte locks QEMU itself
 //     takes, so no VM can start meanwhile and an image a running QEMU or a
-//     backup holds is refused), then the domain state again and, when
-//     libvirtd answers, no running domain using the images.
+//     backup holds is refused), then the domain state again, no loop device
+//     on the images and, when libvirtd answers, no running domain using
+//     them.
 //  4. The disks are opened read-only (imagefmt, fsread); GuestDir names a
-//     volume (a partition or a whole-disk filesystem) and a directory.
+//     volume (a partition or a whole-disk filesystem) and a directory,
+//     reached through symlinks as the guest would.
 //  5. The filesystem writer (package extwrite for ext2/3/4, ntfswrite for
 //     NTFS, both behind fsWriter) stages every change in memory: nothing is
 //     written when anything is refused or fails here.
@@ -44,8 +46,9 @@
 //   - a domain that is not shut off (its guest has the filesystem mounted),
 //     or has a managed save image (its saved memory expects the disks
 //     unchanged); an image another process holds QEMU's write or
-//     no-share-write lock on, or a running domain uses: writing under a
-//     running guest corrupts its filesystem;
+//     no-share-write lock on, or a running domain uses, or that is attached
+//     to a loop device on this host: writing under a running guest (or a
+//     host mount) corrupts its filesystem;
 //   - a filesystem whose journal needs recovery or holds transactions, with
 //     the error flag or recorded errors, not cleanly unmounted, or with
 //     orphans pending: the writer would build on metadata the kernel has
