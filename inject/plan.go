@@ -128,7 +128,7 @@ func (p *planner) resolveDir(rest string) (uint64, string, error) {
 			if st.kind() == modeLink {
 				lr, ok := p.w.(linkReader)
 				if !ok {
-					return 0, "", refusef("%s is a symlink", p.guest(rel))
+					return 0, "", refusef("%s is a symlink, not a directory (symlinks of this filesystem are not followed)", p.guest(rel))
 				}
 				if links++; links > maxLinks {
 					return 0, "", refusef("%s: more than %d symlinks on the way", p.guest(rel), maxLinks)
