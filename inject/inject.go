@@ -120,6 +120,10 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		if filepath.Base(filepath.Clean(s)) == "/" {
 			return nil, fmt.Errorf("source %q: name a file or directory, not /", s)
 		}
+		// Before a restore point is taken or anything locked.
+		if _, err := os.Lstat(s); err != nil {
+			return nil, err
+		}
 	}
 	t, err := openTarget(ctx, &o)
 	if err != nil {
