@@ -23,7 +23,8 @@ var testNow = time.Date(2025, 3, 4, 5, 6, 7, 890000000, time.UTC)
 func now() time.Time { return testNow }
 
 // prepare copies a raw disk fixture into a temporary directory in the
-// given form: raw, qcow2, qcow2-compressed, qcow2-snapshot (an internal
+// given form: raw, qcow2, qcow2-v2-4k (compat 0.10, 4 KiB clusters),
+// qcow2-2m (2 MiB clusters), qcow2-compressed, qcow2-snapshot (an internal
 // snapshot shares every cluster), qcow2-backing (an empty overlay on a
 // qcow2 base). It returns the image to write and, for the overlay, its
 // base.
@@ -42,6 +43,10 @@ func prepare(t *testing.T, raw, form string) (img, base string) {
 		run("cp", "--sparse=always", raw, img)
 	case "qcow2":
 		run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, img)
+	case "qcow2-v2-4k":
+		run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", "compat=0.10,cluster_size=4096", raw, img)
+	case "qcow2-2m":
+		run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=2097152", raw, img)
 	case "qcow2-compressed":
 		run("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", raw, img)
 	case "qcow2-snapshot":

@@ -35,7 +35,7 @@ func gptFixture(t *testing.T) (raw string, off, size int64) {
 // in order gives the image back byte for byte.
 func TestInjectAndUndo(t *testing.T) {
 	raw, off, size := gptFixture(t)
-	for _, form := range []string{"raw", "qcow2", "qcow2-compressed", "qcow2-snapshot", "qcow2-backing"} {
+	for _, form := range []string{"raw", "qcow2", "qcow2-v2-4k", "qcow2-2m", "qcow2-compressed", "qcow2-snapshot", "qcow2-backing"} {
 		t.Run(form, func(t *testing.T) {
 			img, base := prepare(t, raw, form)
 			orig := img + ".orig"
