@@ -72,7 +72,7 @@ func qcowSaveSet(img *qcow2.Image, gcs []int64, fileSize int64) ([]hostRange, ma
 	add(int64(h.L1TableOffset), int64(h.L1Size)*8)
 	rtOff, rtLen := int64(h.RefcountTableOffset), int64(h.RefcountTableClusters)*cs
 	add(rtOff, rtLen)
-	rt := make([]byte, min(rtLen, fileSize-rtOff))
+	rt := make([]byte, max(0, min(rtLen, fileSize-rtOff)))
 	if _, err := img.File().ReadAt(rt, rtOff); err != nil {
 		return nil, nil, fmt.Errorf("%s: reading the refcount table: %w", img.Name(), err)
 	}
