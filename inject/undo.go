@@ -82,6 +82,15 @@ func Undo(ctx context.Context, path string, o UndoOptions) (*UndoResult, error) 
 	if err := checkNotUsed(ctx, hv, uri, []string{h.Image.Path}, h.Domain); err != nil {
 		return res, err
 	}
+	for _, r := range u.records {
+		limit := h.Image.VirtualSize
+		if r.Space == spaceHost || h.Image.Format == imagefmt.FormatRaw {
+			limit = h.Image.FileSize
+		}
+		if r.Off+r.Len > limit {
+			return res, fmt.Errorf("%s: %w: a range at %d+%d lies past the image (%d bytes)", path, ErrUndoFile, r.Off, r.Len, limit)
+		}
+	}
 	var n int64
 	switch h.Image.Format {
 	case imagefmt.FormatRaw:
