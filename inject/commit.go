@@ -70,6 +70,18 @@ func checkSpace(dir string, need int64, what string) error {
 	return nil
 }
 
+// fileSize is a file's length; for a block device, its size.
+func fileSize(f *os.File) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if st.Mode().IsRegular() {
+		return st.Size(), nil
+	}
+	return f.Seek(0, io.SeekEnd)
+}
+
 func fileDevIno(st fs.FileInfo) (uint64, uint64) {
 	if s, ok := st.Sys().(*syscall.Stat_t); ok {
 		return uint64(s.Dev), s.Ino
@@ -175,11 +187,11 @@ func (v *volume) commitRaw(ctx context.Context, hdr *undoHeader, undoPath string
 	if err := v.verify(f, checks); err != nil {
 		return err
 	}
-	st, err := f.Stat()
+	size, err := fileSize(f)
 	if err != nil {
 		return err
 	}
-	if err := u.commit(&undoCommit{Time: v.t.o.Now().UTC(), FileSize: st.Size()}); err != nil {
+	if err := u.commit(&undoCommit{Time: v.t.o.Now().UTC(), FileSize: size}); err != nil {
 		return err
 	}
 	return u.close()

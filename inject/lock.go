@@ -25,6 +25,7 @@ const (
 // shares nothing: no QEMU can start the VM meanwhile.
 type imageLock struct {
 	f    *os.File
+	excl *os.File // a block device opened O_EXCL
 	path string
 }
 
@@ -67,7 +68,31 @@ func lockImage(path string, rw bool) (*imageLock, error) {
 			return nil, refusef("%s is in use: another process (a running VM, a backup) %s", path, what)
 		}
 	}
-	return &imageLock{f: f, path: path}, nil
+	lk := &imageLock{f: f, path: path}
+	if err := lk.claimDevice(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return lk, nil
+}
+
+// claimDevice opens a block device exclusively, as mount does: the kernel
+// refuses while it is mounted, or held by device-mapper, md or another
+// exclusive user, none of which take QEMU's locks.
+func (l *imageLock) claimDevice() error {
+	st, err := l.f.Stat()
+	if err != nil || st.Mode()&os.ModeDevice == 0 || st.Mode()&os.ModeCharDevice != 0 {
+		return err
+	}
+	x, err := os.OpenFile(l.path, os.O_RDONLY|unix.O_EXCL, 0)
+	if err != nil {
+		if errors.Is(err, unix.EBUSY) {
+			return refusef("%s is in use: mounted, or held by device-mapper, md or another program", l.path)
+		}
+		return err
+	}
+	l.excl = x
+	return nil
 }
 
 func lockImage0(path string, flag int) (*imageLock, error) {
@@ -75,13 +100,25 @@ func lockImage0(path string, flag int) (*imageLock, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &imageLock{f: f, path: path}, nil
+	lk := &imageLock{f: f, path: path}
+	if err := lk.claimDevice(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return lk, nil
 }
 
 // release drops the locks.
 func (l *imageLock) release() {
-	if l != nil && l.f != nil {
+	if l == nil {
+		return
+	}
+	if l.f != nil {
 		l.f.Close()
 		l.f = nil
+	}
+	if l.excl != nil {
+		l.excl.Close()
+		l.excl = nil
 	}
 }

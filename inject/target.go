@@ -236,7 +236,11 @@ func imageID(path, format string, virtual int64) (ImageID, error) {
 	if err != nil {
 		return ImageID{}, err
 	}
-	id := ImageID{Path: path, Format: format, FileSize: st.Size(), VirtualSize: virtual}
+	size := st.Size()
+	if !st.Mode().IsRegular() {
+		size = virtual // a block device: Stat says 0
+	}
+	id := ImageID{Path: path, Format: format, FileSize: size, VirtualSize: virtual}
 	id.Dev, id.Ino = fileDevIno(st)
 	return id, nil
 }

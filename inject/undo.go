@@ -147,12 +147,12 @@ func changedErr(img string, offs []int64) error {
 // new bytes).
 func restoreRaw(u *undoFile, f *os.File, rollback bool) (int64, error) {
 	h := u.header
-	st, err := f.Stat()
+	size, err := fileSize(f)
 	if err != nil {
 		return 0, err
 	}
-	if st.Size() != h.Image.FileSize {
-		return 0, fmt.Errorf("%s: %w: it is %d bytes, it was %d", h.Image.Path, ErrChanged, st.Size(), h.Image.FileSize)
+	if size != h.Image.FileSize {
+		return 0, fmt.Errorf("%s: %w: it is %d bytes, it was %d", h.Image.Path, ErrChanged, size, h.Image.FileSize)
 	}
 	var bad []int64
 	allOld := true
