@@ -48,9 +48,9 @@ func (f *FS) Stat(num uint64) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	si := r.find(atStandardInformation, nil)
-	if si == nil || !si.resident || len(si.value) < siSizeV1 {
-		return nil, f.corrupt("MFT record %d has no $STANDARD_INFORMATION", num)
+	si, err := f.stdInfo(r)
+	if err != nil {
+		return nil, err
 	}
 	t := func(o int) time.Time { return timeOf(int64(le.Uint64(si.value[o:]))) }
 	in := &Info{Rec: num, Seq: r.seq, Dir: r.flags&recordDirectory != 0, Attributes: le.Uint32(si.value[siAttributes:]),
@@ -98,9 +98,9 @@ func (f *FS) targetDir(dir uint64) (*index, error) {
 	if err != nil {
 		return nil, err
 	}
-	si := x.dir.find(atStandardInformation, nil)
-	if si == nil || !si.resident || len(si.value) < siSizeV1 {
-		return nil, f.corrupt("directory %d has no $STANDARD_INFORMATION", dir)
+	si, err := f.stdInfo(x.dir)
+	if err != nil {
+		return nil, err
 	}
 	flags := le.Uint32(si.value[siAttributes:])
 	switch {

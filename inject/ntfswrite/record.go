@@ -469,3 +469,13 @@ func sameRecords(a, b []byte) bool {
 func fixupsUndo(b []byte) {
 	ntfs.ApplyFixups(b, le.Uint16(b[recUSAOfs:]), le.Uint16(b[recUSACount:]))
 }
+
+// stdInfo returns a file's $STANDARD_INFORMATION, which must be resident
+// and hold at least the NTFS 1.2 fields.
+func (f *FS) stdInfo(r *mrec) (*rattr, error) {
+	si := r.find(atStandardInformation, nil)
+	if si == nil || !si.resident || len(si.value) < siSizeV1 {
+		return nil, f.corrupt("MFT record %d has no valid $STANDARD_INFORMATION", r.num)
+	}
+	return si, nil
+}

@@ -13,7 +13,10 @@ const validAttrFlags = 0x00007FB7
 // touchDir records a change of directory x's content: its last data and
 // MFT change times, in its record and its index entries.
 func (f *FS) touchDir(x *index) error {
-	si := x.dir.find(atStandardInformation, nil)
+	si, err := f.stdInfo(x.dir)
+	if err != nil {
+		return err
+	}
 	le.PutUint64(si.value[siDataChange:], uint64(f.nowNT))
 	le.PutUint64(si.value[siMFTChange:], uint64(f.nowNT))
 	si.changed()
@@ -34,7 +37,10 @@ func (f *FS) touchDir(x *index) error {
 // open (an attribute list, say) keeps its older copy, as Windows leaves
 // them until it next touches the file.
 func (f *FS) syncNames(r *mrec) error {
-	si := r.find(atStandardInformation, nil)
+	si, err := f.stdInfo(r)
+	if err != nil {
+		return err
+	}
 	flags := le.Uint32(si.value[siAttributes:])
 	var size, alloc int64
 	if r.flags&recordDirectory == 0 {
@@ -76,9 +82,9 @@ func (f *FS) syncNames(r *mrec) error {
 
 // checkFile refuses files whose content the writer does not rewrite.
 func (f *FS) checkFile(r *mrec) error {
-	si := r.find(atStandardInformation, nil)
-	if si == nil || !si.resident || len(si.value) < siSizeV1 {
-		return f.corrupt("MFT record %d has no $STANDARD_INFORMATION", r.num)
+	si, err := f.stdInfo(r)
+	if err != nil {
+		return err
 	}
 	flags := le.Uint32(si.value[siAttributes:])
 	d := r.find(atData, nil)
@@ -175,9 +181,11 @@ func (f *FS) replace(num uint64, c Content, a ReplaceAttr) error {
 // setTimes sets a file's last data change and access times (zero: now),
 // its MFT change time to now, and its attributes when given.
 func (f *FS) setTimes(r *mrec, attrs *uint32, mtime, atime time.Time) error {
-	si := r.find(atStandardInformation, nil)
+	si, err := f.stdInfo(r)
+	if err != nil {
+		return err
+	}
 	m, a := f.nowNT, f.nowNT
-	var err error
 	if !mtime.IsZero() {
 		if m, err = ntfsTime(mtime); err != nil {
 			return err
@@ -215,8 +223,8 @@ func (f *FS) SetAttr(num uint64, a ReplaceAttr) error {
 				return err
 			}
 		}
-		if r.find(atStandardInformation, nil) == nil {
-			return f.corrupt("MFT record %d has no $STANDARD_INFORMATION", num)
+		if _, err := f.stdInfo(r); err != nil {
+			return err
 		}
 		f.begin()
 		if err := f.setTimes(r, a.Attributes, a.Mtime, a.Atime); err != nil {

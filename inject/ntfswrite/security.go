@@ -43,9 +43,9 @@ var everyoneSD = []byte{
 // security_id for a 72-byte $STANDARD_INFORMATION, or (id 0) the
 // descriptor for its own $SECURITY_DESCRIPTOR.
 func (f *FS) security(dir *mrec) (id uint32, sd []byte, err error) {
-	si := dir.find(atStandardInformation, nil)
-	if si == nil || !si.resident {
-		return 0, nil, f.corrupt("directory %d has no $STANDARD_INFORMATION", dir.num)
+	si, err := f.stdInfo(dir)
+	if err != nil {
+		return 0, nil, err
 	}
 	if len(si.value) >= siSizeV3 {
 		if id := le.Uint32(si.value[siSecurityID:]); id != 0 {

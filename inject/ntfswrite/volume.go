@@ -211,6 +211,11 @@ func (f *FS) loadMFT() error {
 	if d.init < 16*f.recSize || d.init%f.recSize != 0 || d.size%f.recSize != 0 || runsClusters(d.runs)*f.clusterSize != d.alloc {
 		return f.corrupt("$MFT $DATA sizes: data %d, initialized %d, allocated %d", d.size, d.init, d.alloc)
 	}
+	for _, r := range d.runs {
+		if r.LCN < 0 {
+			return f.corrupt("$MFT $DATA has a hole")
+		}
+	}
 	if lcn, _, _ := lcnOf(d.runs, 0); lcn != f.mftLCN {
 		return f.corrupt("$MFT starts at cluster %d, the boot sector says %d", lcn, f.mftLCN)
 	}
