@@ -86,6 +86,12 @@ Refused, writing nothing (exit 5):
     journal device, compression, dirdata, snapshot, shared_blocks, read-only,
     unknown features; encrypted or casefolded target directories; immutable,
     append-only, verity or encrypted files to replace
+  - NTFS: a volume marked dirty, with a $LogFile not checkpointed, or
+    hibernated (hiberfil.sys; Windows fast startup): shut Windows down fully
+    (shutdown /s /t 0) first; compressed, encrypted or junction target
+    directories; names Windows cannot use or sees as an existing one (case);
+    replacing compressed, sparse, encrypted, reparse-point (symlink, WOF
+    compressed) or system files, or files with an attribute list
   - LVM logical volumes, filesystems other than ext2/3/4 and NTFS (on NTFS:
     --owner, --mode and symlinks), image formats other than raw and qcow2,
     qcow2 images that are dirty, corrupt, encrypted, or have persistent dirty
