@@ -149,21 +149,22 @@ func (x *index) rebalance(path []step, lvl int) error {
 		}
 		return x.split(path, lvl)
 	}
-	ok, err := x.rootFits()
+	ok, err := x.rootFits(x.top.large)
 	if err != nil || ok {
 		return err
 	}
 	return x.pushDown()
 }
 
-// rootFits says whether the directory's record holds the root as it is.
-func (x *index) rootFits() (bool, error) {
+// rootFits says whether the record of the index root holds it as it is,
+// leaving rootReserve bytes free when reserve is set.
+func (x *index) rootFits(reserve bool) (bool, error) {
 	used, err := x.root.home.used()
 	if err != nil {
 		return false, err
 	}
 	limit := int(x.f.recSize)
-	if x.top.large {
+	if reserve {
 		limit -= rootReserve
 	}
 	return used <= limit, nil

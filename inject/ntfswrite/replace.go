@@ -23,10 +23,21 @@ func (f *FS) touchDir(x *index) error {
 	if err := f.syncNames(x.dir); err != nil {
 		return err
 	}
-	if ok, err := x.rootFits(); err != nil {
+	if ok, err := x.rootFits(false); err != nil {
 		return err
 	} else if !ok {
 		return f.noSpace("directory %d: its record has no room left (it would need an attribute list)", x.dir.num)
+	}
+	// $INDEX_ALLOCATION and $BITMAP may live in an extension record.
+	for _, a := range []*rattr{x.allocAttr(), x.bitmapAttr()} {
+		if a == nil {
+			continue
+		}
+		if used, err := a.home.used(); err != nil {
+			return err
+		} else if used > int(f.recSize) {
+			return f.noSpace("directory %d: MFT record %d has no room left for its index (it would need another extension record)", x.dir.num, a.home.num)
+		}
 	}
 	return nil
 }
