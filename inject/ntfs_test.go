@@ -257,3 +257,62 @@ func TestNTFSRefusals(t *testing.T) {
 		t.Fatal("refused runs changed the image")
 	}
 }
+
+// TestNTFSRollback fails NTFS commits part way (a source that changes
+// under the writer, a failed verification) and expects the image back
+// byte for byte; a commit stopped as by a crash is undone from the undo
+// file alone.
+func TestNTFSRollback(t *testing.T) {
+	raw, off, size := ntfsFixture(t)
+	for _, form := range []string{"raw", "qcow2"} {
+		for _, point := range []string{"write", "before-verify", "crash"} {
+			t.Run(form+"/"+point, func(t *testing.T) {
+				img, _ := prepare(t, raw, form)
+				orig := img + ".orig"
+				if _, err := testimages.Run("cp", "--sparse=always", img, orig); err != nil {
+					t.Fatal(err)
+				}
+				src := ntfsSources(t)
+				huge := filepath.Join(src, "huge.bin")
+				if err := os.WriteFile(huge, pat(20<<20, 3), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				n := 0
+				testHook = func(p string) error {
+					switch {
+					case point == "write" && (p == "raw-batch" || p == "qcow2-write"):
+						if n++; n == 2 {
+							return os.WriteFile(filepath.Join(src, "CONFIG.INI"), []byte("changed!"), 0o644)
+						}
+					case point == "crash" && (p == "raw-batch" || p == "qcow2-write"):
+						if n++; n == 2 {
+							return errCrash
+						}
+					case point == "before-verify" && p == point:
+						return os.WriteFile(filepath.Join(src, "big.bin"), []byte("changed after writing"), 0o644)
+					}
+					return nil
+				}
+				defer func() { testHook = nil }()
+				undo := filepath.Join(t.TempDir(), "x.undo")
+				_, err := Run(context.Background(), Options{Target: Target{Images: []string{img}},
+					Sources: []string{huge, filepath.Join(src, "big.bin"), filepath.Join(src, "CONFIG.INI")}, GuestDir: "/p3",
+					UndoFile: undo, Now: now})
+				testHook = nil
+				if point == "crash" {
+					if !errors.Is(err, errCrash) {
+						t.Fatalf("Run = %v, want the simulated crash", err)
+					}
+					r, err := Undo(context.Background(), undo, UndoOptions{})
+					if err != nil || !r.Interrupted {
+						t.Fatalf("undo: %+v, %v", r, err)
+					}
+				} else if !errors.Is(err, ErrRolledBack) {
+					t.Fatalf("Run = %v, want a rollback", err)
+				}
+				sameFile(t, img, orig, "after the rollback")
+				ntfsPart(t, img, off, size, "after the rollback")
+			})
+		}
+	}
+}
