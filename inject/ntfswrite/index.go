@@ -21,6 +21,8 @@ type index struct {
 	bsize   int64 // index block size
 	vcnUnit int64 // bytes per VCN of index blocks
 	blocks  map[int64]*node
+	// split maps an $INDEX_ALLOCATION stored in several extents.
+	splitRuns []run
 }
 
 // node is one node of the tree: the root or an index block.
@@ -197,12 +199,15 @@ func (f *FS) openDir(num uint64) (*index, error) {
 	if r.flags&recordDirectory == 0 {
 		return nil, fmt.Errorf("%s: MFT record %d is not a directory: %w", f.label, num, ErrRefused)
 	}
-	for _, a := range []*rattr{r.find(atIndexRoot, nameI30), r.find(atIndexAllocation, nameI30), r.find(atBitmap, nameI30)} {
+	for _, a := range []*rattr{r.find(atIndexRoot, nameI30), r.find(atBitmap, nameI30)} {
 		if a != nil && r.extents(a.typ, a.name) > 1 {
 			return nil, f.refuse("directory %d: its %#x $I30 attribute is split over several MFT records, which the writer does not handle", num, a.typ)
 		}
 	}
 	x := &index{f: f, dir: r, blocks: map[int64]*node{}}
+	if err := x.gatherAlloc(); err != nil {
+		return nil, err
+	}
 	x.root = r.find(atIndexRoot, nameI30)
 	if x.root == nil || !x.root.resident || len(x.root.value) < irHeaderSize+ihSize {
 		return nil, f.corrupt("directory %d has no $INDEX_ROOT $I30", num)
@@ -246,8 +251,57 @@ func (f *FS) openDir(num uint64) (*index, error) {
 	return x, nil
 }
 
-func (x *index) allocAttr() *rattr  { return x.dir.find(atIndexAllocation, nameI30) }
+// allocAttr is $INDEX_ALLOCATION $I30 (its first extent, which holds the
+// sizes, when it is split over records).
+func (x *index) allocAttr() *rattr {
+	for _, a := range x.dir.findAll(atIndexAllocation) {
+		if a.isNamed(nameI30) && !a.resident && a.lowVCN == 0 {
+			return a
+		}
+	}
+	return x.dir.find(atIndexAllocation, nameI30)
+}
+
 func (x *index) bitmapAttr() *rattr { return x.dir.find(atBitmap, nameI30) }
+
+// gatherAlloc checks the extents of $INDEX_ALLOCATION $I30. One split
+// over several records (big directories on aged volumes) is read and its
+// blocks rewritten through the runs of all its extents, but it is not
+// grown: that would change the attribute list.
+func (x *index) gatherAlloc() error {
+	var ext []*rattr
+	for _, a := range x.dir.findAll(atIndexAllocation) {
+		if a.isNamed(nameI30) {
+			ext = append(ext, a)
+		}
+	}
+	if len(ext) <= 1 {
+		return nil
+	}
+	sort.Slice(ext, func(i, j int) bool { return ext[i].lowVCN < ext[j].lowVCN })
+	next := int64(0)
+	var runs []run
+	for _, a := range ext {
+		if a.resident || a.lowVCN != next {
+			return x.f.corrupt("directory %d: $INDEX_ALLOCATION extent at VCN %d, want %d", x.dir.num, a.lowVCN, next)
+		}
+		runs = append(runs, a.runs...)
+		next = a.highVCN + 1
+	}
+	if next*x.f.clusterSize < ext[0].alloc {
+		return x.f.corrupt("directory %d: $INDEX_ALLOCATION extents end at VCN %d, it allocates %d bytes", x.dir.num, next, ext[0].alloc)
+	}
+	x.splitRuns = runs
+	return nil
+}
+
+// allocRuns maps all of $INDEX_ALLOCATION.
+func (x *index) allocRuns() []run {
+	if x.splitRuns != nil {
+		return x.splitRuns
+	}
+	return x.allocAttr().runs
+}
 
 // block returns index block vcn.
 func (x *index) block(vcn int64) (*node, error) {
@@ -269,7 +323,7 @@ func (x *index) block(vcn int64) (*node, error) {
 		return nil, f.corrupt("directory %d: index block VCN %d is used but free in $BITMAP", x.dir.num, vcn)
 	}
 	b := make([]byte, x.bsize)
-	if err := f.nrRead(alloc.runs, pos, b); err != nil {
+	if err := f.nrRead(x.allocRuns(), pos, b); err != nil {
 		return nil, err
 	}
 	var h ntfs.IndexBlockHeader
@@ -361,7 +415,6 @@ func (f *FS) writeBlocks() error {
 	sort.Slice(nums, func(i, j int) bool { return nums[i] < nums[j] })
 	for _, num := range nums {
 		x := f.dirs[num]
-		alloc := x.allocAttr()
 		for vcn, n := range x.blocks {
 			if !n.dirty {
 				continue
@@ -370,7 +423,7 @@ func (f *FS) writeBlocks() error {
 			if err != nil {
 				return f.corrupt("directory %d: %v", num, err)
 			}
-			if err := f.nrWrite(alloc.runs, vcn*x.vcnUnit, b); err != nil {
+			if err := f.nrWrite(x.allocRuns(), vcn*x.vcnUnit, b); err != nil {
 				return err
 			}
 			n.dirty = false

@@ -20,6 +20,9 @@ func (x *index) allocBlock() (int64, error) {
 	if r.list != nil && (x.bitmapAttr() == nil || x.allocAttr() == nil) {
 		return 0, f.refuse("directory %d has an attribute list and no index allocation: adding one would change the list", r.num)
 	}
+	if x.splitRuns != nil {
+		return 0, f.refuse("directory %d: its index allocation is split over several MFT records and would have to grow (a new extent changes the attribute list)", r.num)
+	}
 	if x.bitmapAttr() == nil {
 		r.add(&rattr{typ: atBitmap, name: nameI30, resident: true, value: make([]byte, 8)})
 	}
