@@ -76,6 +76,12 @@ func (f *FS) syncNames(r *mrec) error {
 			a.changed()
 		}
 		name := unitsOf(a.value[fnName : fnName+2*int(a.value[fnNameLen])])
+		if parent == r.num {
+			// The root's entry for itself ("."), which not every volume has.
+			if e, _, err := x.lookup(name); err != nil || e == nil {
+				continue
+			}
+		}
 		err = x.updateEntry(name, r.num, func(k []byte) {
 			le.PutUint32(k[fnAttributes:], le.Uint32(k[fnAttributes:])&^validAttrFlags|flags&validAttrFlags)
 			le.PutUint64(k[fnAllocSize:], uint64(alloc))
