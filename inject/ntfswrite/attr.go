@@ -181,4 +181,3 @@ func (r *mrec) findAll(typ uint32) []*rattr {
 	}
 	return out
 }
-

@@ -123,4 +123,3 @@ func (x *index) allocRuns() []run {
 	}
 	return x.allocAttr().runs
 }
-
