@@ -15,7 +15,13 @@ func (f *FS) allocRecord() (*mrec, error) {
 	d, bm := f.mftData(), f.mftBitmap()
 	allocRecs := d.alloc / f.recSize
 	nbits := bm.valueSize() * 8
-	num, ok, err := f.findClear(bm, firstFree, min(nbits, allocRecs))
+	// From where the last search stopped, then from the start, as
+	// ntfs-3g keeps mft_data_pos.
+	from := max(f.mftCursor, firstFree)
+	num, ok, err := f.findClear(bm, from, min(nbits, allocRecs))
+	if err == nil && !ok && from > firstFree {
+		num, ok, err = f.findClear(bm, firstFree, min(from, nbits, allocRecs))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -39,6 +45,7 @@ func (f *FS) allocRecord() (*mrec, error) {
 	if err := f.setBits(bm, num, 1, true); err != nil {
 		return nil, err
 	}
+	f.mftCursor = num + 1
 	var seq, usn uint16 = 1, 0
 	if (num+1)*f.recSize > d.init {
 		if err := f.formatRecords(num + 1); err != nil {

@@ -43,13 +43,15 @@ type FS struct {
 	recs  map[uint64]*mrec  // records read or changed by the transaction
 	dirs  map[uint64]*index // directory indexes read or changed
 	freed []run             // clusters released, cleared in $Bitmap by Finish
-	// cursor is where the next data allocation search starts.
-	cursor   int64
-	finished bool
-	began    bool     // the current operation changed the transaction
-	failed   error    // an operation failed after it began changing it
-	logFill  []Change // the $LogFile reset
-	events   []Event
+	// cursor is where the next data allocation search starts, mftCursor
+	// the next MFT record search.
+	cursor    int64
+	mftCursor int64
+	finished  bool
+	began     bool     // the current operation changed the transaction
+	failed    error    // an operation failed after it began changing it
+	logFill   []Change // the $LogFile reset
+	events    []Event
 }
 
 // Open reads the NTFS volume on dev (size bytes) and checks that it can be
