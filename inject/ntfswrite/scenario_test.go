@@ -197,10 +197,43 @@ func TestNames(t *testing.T) {
 				return err
 			}
 		}
+		// Windows' pairs of names: a long (Win32) and a short (DOS) one.
+		if err := os.Mkdir(filepath.Join(mnt, "Long Directory Name"), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(mnt, "Long File Name.txt"), []byte("two names"), 0o644); err != nil {
+			return err
+		}
+		for p, short := range map[string]string{"Long Directory Name": "LONGDI~1", "Long File Name.txt": "LONGFI~1.TXT"} {
+			if err := unix.Setxattr(filepath.Join(mnt, p), "system.ntfs_dos_name", []byte(short), 0); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	f := openImage(t, img)
-	refused := []string{"a:b", "a*b", `a\b`, "a?b", `a"b`, "a<b", "a>b", "a|b", "tab\tname", "trailing.", "trailing ",
+	// 8.3 names are not the mount's names, but they are taken.
+	if _, err := f.Lookup(RootRecord, "LONGDI~1"); !errors.Is(err, ErrNotExist) {
+		t.Errorf("lookup of a DOS name: %v", err)
+	}
+	long, err := f.Lookup(RootRecord, "Long Directory Name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Adding to a directory with two names updates both of its entries;
+	// replacing a file with two names updates both entries' sizes
+	// (checkStructure checks them).
+	if _, err := f.Create(long, "inside", Attr{}, content([]byte("in"))); err != nil {
+		t.Fatal(err)
+	}
+	two, err := f.Lookup(RootRecord, "Long File Name.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Replace(two, content(pattern(10000, 1)), ReplaceAttr{}); err != nil {
+		t.Fatal(err)
+	}
+	refused := []string{"longdi~1", "LONGFI~1.TXT", "long file name.TXT", "a:b", "a*b", `a\b`, "a?b", `a"b`, "a<b", "a>b", "a|b", "tab\tname", "trailing.", "trailing ",
 		"CON", "con.txt", "Aux", "nul.tar.gz", "COM1", "lpt9.log", strings.Repeat("x", 256), "bad\xffutf8",
 		"existing.TXT", "readme", "", ".", ".."}
 	for _, n := range refused {
@@ -234,7 +267,7 @@ func TestNames(t *testing.T) {
 		t.Errorf("256 UTF-16 units: %v", err)
 	}
 	apply(t, f, img)
-	got := checkImage(t, img)
+	got := checkImage(t, img, "Long File Name.txt")
 	f = openImage(t, img)
 	x, _ := f.openDir(RootRecord)
 	for n, ns := range ok {
