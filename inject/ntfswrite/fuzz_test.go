@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vmmount/vmmount/fsread/ntfs"
 	"github.com/vmmount/vmmount/testimages"
 )
@@ -18,10 +20,11 @@ import (
 // small valid volume and run a transaction on it.
 
 // smallVolume is a 2 MiB volume: a directory of 120 entries (an index
-// block), a resident and a non-resident file.
+// block), a resident and a non-resident file, a file with 40 named
+// streams (an attribute list).
 func smallVolume(f *testing.F) []byte {
 	f.Helper()
-	dir, err := testimages.Cached("ntfswrite-fuzz", fixtureVersion, func(dir string) error {
+	dir, err := testimages.Cached("ntfswrite-fuzz", "v2", func(dir string) error {
 		return makeNTFS(filepath.Join(dir, "fs.img"), ntfsLayout{"fuzz", 2, 512, 1024}, func(mnt string) error {
 			if err := os.Mkdir(filepath.Join(mnt, "dir"), 0o755); err != nil {
 				return err
@@ -33,6 +36,15 @@ func smallVolume(f *testing.F) []byte {
 			}
 			if err := os.WriteFile(filepath.Join(mnt, "small"), []byte("small"), 0o644); err != nil {
 				return err
+			}
+			many := filepath.Join(mnt, "many")
+			if err := os.WriteFile(many, []byte("many streams"), 0o644); err != nil {
+				return err
+			}
+			for i := range 40 {
+				if err := unix.Setxattr(many, fmt.Sprintf("user.stream%02d", i), []byte(fmt.Sprintf("value of stream %d", i)), 0); err != nil {
+					return err
+				}
 			}
 			return os.WriteFile(filepath.Join(mnt, "data"), pattern(20000, 1), 0o644)
 		})
@@ -77,7 +89,7 @@ func transact(dev Device, size int64) {
 	if err != nil {
 		return
 	}
-	for _, n := range []string{"dir", "small", "data", "new"} {
+	for _, n := range []string{"dir", "small", "data", "many", "new"} {
 		f.Lookup(RootRecord, n)
 	}
 	dir, err := f.Lookup(RootRecord, "dir")
@@ -88,7 +100,7 @@ func transact(dev Device, size int64) {
 		f.Create(dir, fmt.Sprintf("new-%03d-%s", i, fixtureName(i)), Attr{}, bytes.NewReader(pattern(i*97, i)))
 	}
 	f.Mkdir(RootRecord, "newdir", Attr{})
-	for _, n := range []string{"small", "data"} {
+	for _, n := range []string{"small", "data", "many"} {
 		if num, err := f.Lookup(RootRecord, n); err == nil {
 			f.Replace(num, bytes.NewReader(pattern(3000, 2)), ReplaceAttr{})
 			f.SetAttr(num, ReplaceAttr{})
@@ -110,7 +122,7 @@ func FuzzWriteRecord(f *testing.F) {
 		f.Fatal(err)
 	}
 	targets := []uint64{recMFT, recVolume, recLogFile, recRoot, recBitmap}
-	for _, n := range []string{"dir", "small", "data"} {
+	for _, n := range []string{"dir", "small", "data", "many"} {
 		num, err := vol.Lookup(RootRecord, n)
 		if err != nil {
 			f.Fatal(err)
@@ -128,6 +140,30 @@ func FuzzWriteRecord(f *testing.F) {
 	f.Fuzz(func(t *testing.T, which uint8, rec []byte) {
 		off := recOff(targets[int(which)%len(targets)])
 		transact(&overlay{base: b, off: off, patch: rec}, int64(len(b)))
+	})
+}
+
+// FuzzAttrList lays arbitrary bytes over the attribute list of a file
+// whose attributes span several records, and runs a transaction.
+func FuzzAttrList(f *testing.F) {
+	b := smallVolume(f)
+	vol, err := openBytes(b)
+	if err != nil {
+		f.Fatal(err)
+	}
+	num, err := vol.Lookup(RootRecord, "many")
+	if err != nil {
+		f.Fatal(err)
+	}
+	r, _ := vol.record(num)
+	if r.list == nil || r.list.resident {
+		f.Fatal("the fixture file has no non-resident attribute list")
+	}
+	lcn, _, _ := lcnOf(r.list.runs, 0)
+	off := lcn * vol.clusterSize
+	f.Add(append([]byte(nil), b[off:off+r.list.size]...))
+	f.Fuzz(func(t *testing.T, list []byte) {
+		transact(&overlay{base: b, off: off, patch: list}, int64(len(b)))
 	})
 }
 

@@ -43,14 +43,21 @@ type node struct {
 // header and the $FILE_NAME key, padded to 8 bytes.
 type entry struct {
 	body  []byte
-	child int64 // sub-node VCN, -1 if none
+	child int64    // sub-node VCN, -1 if none
+	nm    []uint16 // the name, decoded once
 }
 
-func (e *entry) ref() uint64    { return le.Uint64(e.body[0:]) }
-func (e *entry) keyLen() int    { return int(le.Uint16(e.body[10:])) }
-func (e *entry) key() []byte    { return e.body[ieHeaderSize : ieHeaderSize+e.keyLen()] }
-func (e *entry) ns() uint8      { return e.key()[fnNameType] }
-func (e *entry) name() []uint16 { k := e.key(); return unitsOf(k[fnName : fnName+2*int(k[fnNameLen])]) }
+func (e *entry) ref() uint64 { return le.Uint64(e.body[0:]) }
+func (e *entry) keyLen() int { return int(le.Uint16(e.body[10:])) }
+func (e *entry) key() []byte { return e.body[ieHeaderSize : ieHeaderSize+e.keyLen()] }
+func (e *entry) ns() uint8   { return e.key()[fnNameType] }
+func (e *entry) name() []uint16 {
+	if e.nm == nil {
+		k := e.key()
+		e.nm = unitsOf(k[fnName : fnName+2*int(k[fnNameLen])])
+	}
+	return e.nm
+}
 
 // size is the entry's bytes in a node.
 func (e *entry) size(large bool) int {
