@@ -175,3 +175,42 @@ func (f *FS) freeClusters(runs []run) {
 		}
 	}
 }
+
+// checkOwned checks, before a file's clusters are freed, that $Bitmap
+// has them in use and that no system file ($MFT, $LogFile, $Bitmap,
+// $Boot, ... records 0 to 15) maps them: freeing clusters a damaged run
+// list shares with metadata would let the next allocation overwrite it.
+func (f *FS) checkOwned(num uint64, runs []run) error {
+	bm, err := f.sysData(recBitmap)
+	if err != nil {
+		return err
+	}
+	var sys []run
+	for n := uint64(0); n < firstUser; n++ {
+		r, err := f.record(n)
+		if err != nil {
+			continue // records 12 to 15 may be unused
+		}
+		for _, a := range r.view() {
+			if !a.resident {
+				sys = append(sys, a.runs...)
+			}
+		}
+	}
+	for _, x := range runs {
+		if x.LCN < 0 {
+			continue
+		}
+		for _, s := range sys {
+			if s.LCN >= 0 && x.LCN < s.LCN+s.N && s.LCN < x.LCN+x.N {
+				return f.corrupt("file %d maps clusters %d+%d that system file clusters %d+%d overlap (run chkdsk)", num, x.LCN, x.N, s.LCN, s.N)
+			}
+		}
+		if free, ok, err := f.findClear(bm, x.LCN, x.LCN+x.N); err != nil {
+			return err
+		} else if ok {
+			return f.corrupt("file %d maps cluster %d, which $Bitmap has free (run chkdsk)", num, free)
+		}
+	}
+	return nil
+}

@@ -166,6 +166,9 @@ func (f *FS) replace(num uint64, c Content, a ReplaceAttr) error {
 				return f.refuse("file %d has holes", num)
 			}
 		}
+		if err := f.checkOwned(num, old.runs); err != nil {
+			return err
+		}
 	}
 	// The attribute is rebuilt in its place, with its instance number.
 	f.begin()

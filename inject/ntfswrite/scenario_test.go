@@ -405,3 +405,36 @@ func TestSecurityIDs(t *testing.T) {
 		t.Errorf("modes: directory %o %d:%d, file %o %d:%d, sub %o", ds.Mode, ds.Uid, ds.Gid, fs.Mode, fs.Uid, fs.Gid, ss.Mode)
 	}
 }
+
+// TestReplaceDamagedRuns: a file whose run list points into a system
+// file, or at clusters $Bitmap has free, is not replaced (its clusters
+// would be freed under the metadata).
+func TestReplaceDamagedRuns(t *testing.T) {
+	base := mkntfs(t, layouts[0], func(mnt string) error {
+		return os.WriteFile(filepath.Join(mnt, "victim"), pattern(20000, 1), 0o644)
+	})
+	for name, lcn := range map[string]func(f *FS) int64{
+		"into $MFT":     func(f *FS) int64 { return f.mftLCN },
+		"free clusters": func(f *FS) int64 { return f.clusters - 10 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			img := copyImage(t, base)
+			f := openImage(t, img)
+			num, err := f.Lookup(RootRecord, "victim")
+			if err != nil {
+				t.Fatal(err)
+			}
+			target := lcn(f)
+			patchRecord(t, img, num, false, func(r *mrec) {
+				d := r.find(atData, nil)
+				d.runs = []run{{VCN: 0, LCN: target, N: runsClusters(d.runs)}}
+				d.changed()
+			})
+			f = openImage(t, img)
+			err = f.Replace(num, content([]byte("x")), ReplaceAttr{})
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("%v, want corrupt", err)
+			}
+		})
+	}
+}
