@@ -56,10 +56,13 @@
 //     (attribute lists, common for big directories ntfs-3g made) are
 //     changed in place: each attribute stays in its record and none is
 //     added, so the list never changes.
-//   - A careful writer's exit: $LogFile emptied (all 0xFF), as ntfsfix
-//     and ntfs-3g's recovery do, so Windows starts a new log (a log
-//     already empty is not rewritten); the dirty flag left clear (a dirty
-//     volume is refused); $MFTMirr written with the records it mirrors.
+//   - A careful writer's exit: $LogFile emptied (all 0xFF, the state
+//     Windows' format leaves a new log in), as ntfsfix, ntfs-3g's
+//     recovery and the Linux kernel driver's read-write mounts do, so
+//     Windows starts a new log and nothing in the old one can be replayed
+//     over what was written (a log already empty is not rewritten); the
+//     dirty flag left clear (a dirty volume is refused); $MFTMirr written
+//     with the records it mirrors.
 //     $Volume's record is written by every transaction that changes
 //     anything (its update sequence number advances), so an undo file of
 //     an earlier injection no longer matches once a later one ran.
@@ -73,9 +76,11 @@
 //     under the log would be undone or corrupted by its replay;
 //   - a hibernated Windows: hiberfil.sys in the root says "hibr" or "HIBR"
 //     (hibernation, fast startup) or "rstr" (a resume in progress), or is
-//     shorter than its header, as ntfs-3g checks; "wake" (already resumed)
-//     and zeros are fine. Windows resuming from its memory image would
-//     overwrite or corrupt what was written;
+//     shorter than its header, as ntfs-3g checks. Windows resuming from
+//     its memory image would overwrite or corrupt what was written. "wake"
+//     (an image already resumed from) and zeros are fine, as for ntfs-3g:
+//     the header keeps "wake" after a full shutdown, the remedy the
+//     refusal asks for;
 //   - $MFTMirr not matching $MFT: one copy is damaged (run chkdsk);
 //   - NTFS versions other than 3.1 (Windows 2000's 3.0 has another
 //     record layout); a truncated volume; an $MFT with an attribute list.
@@ -100,5 +105,6 @@
 // not a checker or a repairer: metadata it reads is checked as far as
 // writing needs (fixups, bounds, run lists, index order and loops), and
 // anything inconsistent stops the transaction before anything is
-// written.
+// written. A replaced file's clusters are freed only if $Bitmap has them
+// in use and no system file maps them.
 package ntfswrite
