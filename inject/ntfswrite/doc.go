@@ -78,9 +78,8 @@
 //     (hibernation, fast startup) or "rstr" (a resume in progress), or is
 //     shorter than its header, as ntfs-3g checks. Windows resuming from
 //     its memory image would overwrite or corrupt what was written. "wake"
-//     (an image already resumed from) and zeros are fine, as for ntfs-3g:
-//     the header keeps "wake" after a full shutdown, the remedy the
-//     refusal asks for;
+//     (an image already resumed from, which Windows does not resume from
+//     again) and zeros are fine, as for ntfs-3g;
 //   - $MFTMirr not matching $MFT: one copy is damaged (run chkdsk);
 //   - NTFS versions other than 3.1 (Windows 2000's 3.0 has another
 //     record layout); a truncated volume; an $MFT with an attribute list.
