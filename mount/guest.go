@@ -23,6 +23,7 @@ type guestFS struct {
 	fs   fsys.FileSystem
 	id   uint64 // volume number, the high bits of inode numbers
 	name string
+	pf   pfCache
 }
 
 // inoBits is how many low bits of a mount inode number are the guest's own
@@ -54,20 +55,21 @@ type guestNode struct {
 	ino  uint64    // guest inode (0 on a volume root until opened)
 	fino uint64    // inode number in the mount
 
-	content atomic.Pointer[fsys.File] // a regular file's reader, once read
+	content atomic.Pointer[fsys.File]  // a regular file's reader, once read
+	listing atomic.Pointer[dirListing] // a directory's entries until read to the end
 }
 
 var (
-	_ gofs.NodeLookuper    = (*guestNode)(nil)
-	_ gofs.NodeReaddirer   = (*guestNode)(nil)
-	_ gofs.NodeGetattrer   = (*guestNode)(nil)
-	_ gofs.NodeOpener      = (*guestNode)(nil)
-	_ gofs.NodeReader      = (*guestNode)(nil)
-	_ gofs.NodeReadlinker  = (*guestNode)(nil)
-	_ gofs.NodeGetxattrer  = (*guestNode)(nil)
-	_ gofs.NodeListxattrer = (*guestNode)(nil)
-	_ gofs.NodeStatfser    = (*guestNode)(nil)
-	_ gofs.NodeFlusher     = (*guestNode)(nil)
+	_ gofs.NodeLookuper       = (*guestNode)(nil)
+	_ gofs.NodeOpendirHandler = (*guestNode)(nil)
+	_ gofs.NodeGetattrer      = (*guestNode)(nil)
+	_ gofs.NodeOpener         = (*guestNode)(nil)
+	_ gofs.NodeReader         = (*guestNode)(nil)
+	_ gofs.NodeReadlinker     = (*guestNode)(nil)
+	_ gofs.NodeGetxattrer     = (*guestNode)(nil)
+	_ gofs.NodeListxattrer    = (*guestNode)(nil)
+	_ gofs.NodeStatfser       = (*guestNode)(nil)
+	_ gofs.NodeFlusher        = (*guestNode)(nil)
 )
 
 // guest returns the node's filesystem and guest inode, opening the volume
@@ -138,35 +140,114 @@ func (n *guestNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	if err != nil {
 		return nil, n.fail("lookup "+name, err)
 	}
+	return n.child(ctx, g, ino, name, out)
+}
+
+// child makes the node of entry name, guest inode ino, of this directory.
+func (n *guestNode) child(ctx context.Context, g *guestFS, ino uint64, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	st, err := g.fs.Stat(ino)
 	if err != nil {
 		return nil, n.fail("stat "+name, err)
 	}
+	return n.childStat(ctx, g, ino, st, out), 0
+}
+
+func (n *guestNode) childStat(ctx context.Context, g *guestFS, ino uint64, st *fsys.Stat, out *fuse.EntryOut) *gofs.Inode {
 	fino := g.fuseIno(ino)
 	fillAttr(&out.Attr, st, fino)
 	entryTimeouts(out)
 	child := &guestNode{srv: n.srv, g: g, ino: ino, fino: fino}
-	return n.NewInode(ctx, child, gofs.StableAttr{Mode: st.Mode & fsys.S_IFMT, Ino: fino}), 0
+	return n.NewInode(ctx, child, gofs.StableAttr{Mode: st.Mode & fsys.S_IFMT, Ino: fino})
 }
 
-func (n *guestNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+// OpendirHandle serves a directory from its listing, made when it is
+// first read and kept until a read reaches its end (see rawFS: every
+// READDIR opens a handle here).
+func (n *guestNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if l := n.listing.Load(); l != nil {
+		return &dirHandle{n: n, l: l}, 0, 0
+	}
 	g, dir, err := n.guest()
 	if err != nil {
-		return gofs.NewListDirStream([]fuse.DirEntry{{Name: ErrorFileName, Mode: fsys.S_IFREG}}), 0
+		return &dirHandle{n: n, l: &dirListing{ents: []fuse.DirEntry{{Name: ErrorFileName, Mode: fsys.S_IFREG, Off: 1}}}}, 0, 0
 	}
-	ents, err := g.fs.ReadDir(dir)
+	ents, stats, err := g.readDir(dir)
 	if err != nil {
-		return nil, n.fail("readdir", err)
+		return nil, 0, n.fail("readdir", err)
 	}
-	out := make([]fuse.DirEntry, 0, len(ents))
-	for _, e := range ents {
+	g.prefetch(ents)
+	l := &dirListing{g: g, ents: make([]fuse.DirEntry, 0, len(ents)), inos: make([]uint64, 0, len(ents)), stats: make([]*fsys.Stat, 0, len(ents))}
+	for i, e := range ents {
 		if e.Name == "" || e.Name == "." || e.Name == ".." || strings.ContainsAny(e.Name, "/\x00") {
 			n.srv.report(n.path(), fmt.Errorf("entry %q (inode %d) has a name no path can hold; not shown", e.Name, e.Ino))
 			continue
 		}
-		out = append(out, fuse.DirEntry{Name: e.Name, Ino: g.fuseIno(e.Ino), Mode: typeBits(e.Type)})
+		l.ents = append(l.ents, fuse.DirEntry{Name: e.Name, Ino: g.fuseIno(e.Ino), Mode: typeBits(e.Type), Off: uint64(len(l.ents) + 1)})
+		l.inos = append(l.inos, e.Ino)
+		var st *fsys.Stat
+		if i < len(stats) {
+			st = stats[i]
+		}
+		l.stats = append(l.stats, st)
 	}
-	return gofs.NewListDirStream(out), 0
+	n.listing.Store(l)
+	return &dirHandle{n: n, l: l}, 0, 0
+}
+
+// dirListing is a guest directory's entries and the guest inode of each,
+// so that READDIRPLUS stats the entry it lists instead of searching the
+// directory for its name again. An entry's Off is its index + 1.
+type dirListing struct {
+	g     *guestFS // nil for a volume that failed to open
+	ents  []fuse.DirEntry
+	inos  []uint64
+	stats []*fsys.Stat // made ahead by the prefetch; nil entries are stat'ed when asked
+}
+
+// dirHandle is a read position in a listing.
+type dirHandle struct {
+	n    *guestNode
+	l    *dirListing
+	pos  int  // next entry
+	read bool // an entry was returned
+}
+
+var (
+	_ gofs.FileReaddirenter = (*dirHandle)(nil)
+	_ gofs.FileSeekdirer    = (*dirHandle)(nil)
+	_ gofs.FileLookuper     = (*dirHandle)(nil)
+)
+
+func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if h.pos >= len(h.l.ents) {
+		if !h.read {
+			// A read that starts at the end is the kernel's last:
+			// it has every entry now and keeps them. Drop ours.
+			h.n.listing.CompareAndSwap(h.l, nil)
+		}
+		return nil, 0
+	}
+	h.read = true
+	e := h.l.ents[h.pos]
+	h.pos++
+	return &e, 0
+}
+
+func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	h.pos = int(min(off, uint64(len(h.l.ents))))
+	return 0
+}
+
+// Lookup answers for the entry Readdirent gave last.
+func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if h.l.g == nil || h.pos == 0 || h.l.ents[h.pos-1].Name != name {
+		return h.n.Lookup(ctx, name, out)
+	}
+	i := h.pos - 1
+	if st := h.l.stats[i]; st != nil {
+		return h.n.childStat(ctx, h.l.g, h.l.inos[i], st, out), 0
+	}
+	return h.n.child(ctx, h.l.g, h.l.inos[i], name, out)
 }
 
 func typeBits(t fs.FileMode) uint32 {

@@ -3,8 +3,13 @@ package mount
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -211,5 +216,107 @@ func TestMountKeepsPageCache(t *testing.T) {
 	}
 	if n := reads.Load(); n != first {
 		t.Errorf("rereads reached the filesystem %d more times; page cache not kept", n-first)
+	}
+}
+
+// listCountingFS counts directory listings by inode.
+type listCountingFS struct {
+	fsys.FileSystem
+	mu    *sync.Mutex
+	lists map[uint64]int
+}
+
+func (c listCountingFS) ReadDir(dir uint64) ([]fsys.DirEntry, error) {
+	c.mu.Lock()
+	c.lists[dir]++
+	c.mu.Unlock()
+	return c.FileSystem.ReadDir(dir)
+}
+
+// TestMountListsOnce: a walk lists every directory once, whether the
+// prefetch or the walk gets there first; a second walk is served by the
+// kernel's cache; a directory too big for one reply reads whole in small
+// chunks.
+func TestMountListsOnce(t *testing.T) {
+	testimages.RequireRoot(t)
+	src := t.TempDir()
+	for _, d := range []string{"a/b/c/d", "a/e", "f", "big", "empty"} {
+		os.MkdirAll(filepath.Join(src, d), 0o755)
+	}
+	for i := range 3000 {
+		os.WriteFile(filepath.Join(src, "big", fmt.Sprintf("a-rather-long-file-name-%05d", i)), nil, 0o644)
+	}
+	for i := range 40 {
+		os.Mkdir(filepath.Join(src, "f", fmt.Sprint(i)), 0o755)
+		os.WriteFile(filepath.Join(src, "a", "e", fmt.Sprint(i)), []byte("x"), 0o644)
+	}
+	os.Symlink("a/b", filepath.Join(src, "link"))
+	var mu sync.Mutex
+	lists := map[uint64]int{}
+	s := mountTree(t, &Dir{Entries: []Entry{{"v", &Volume{Name: "v", Open: func() (fsys.FileSystem, error) {
+		h, err := testimages.NewHostFS(src)
+		return listCountingFS{h, &mu, lists}, err
+	}}}}}, nil)
+	walk := func(root string) []string {
+		var out []string
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(root, p)
+			out = append(out, fmt.Sprintf("%s %v", rel, d.Type()))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	want := walk(src)
+	mnt := filepath.Join(s.Dir(), "v")
+	if got := walk(mnt); !slices.Equal(got, want) {
+		t.Fatalf("walk of the mount differs: %d entries, want %d", len(got), len(want))
+	}
+	mu.Lock()
+	dirs := len(lists)
+	for ino, n := range lists {
+		if n != 1 {
+			t.Errorf("directory inode %d listed %d times", ino, n)
+		}
+	}
+	snapshot := maps.Clone(lists)
+	mu.Unlock()
+	if dirs != 49 {
+		t.Errorf("%d directories listed, want 49", dirs)
+	}
+	if got := walk(mnt); !slices.Equal(got, want) {
+		t.Fatal("second walk differs")
+	}
+	mu.Lock()
+	if !maps.Equal(lists, snapshot) {
+		t.Error("second walk reached the filesystem; the kernel did not keep the listings")
+	}
+	mu.Unlock()
+
+	f, err := os.Open(filepath.Join(mnt, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var names []string
+	for {
+		ents, err := f.ReadDir(7)
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		if err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Sort(names)
+	if len(names) != 3000 || len(slices.Compact(slices.Clone(names))) != 3000 || names[0] != "a-rather-long-file-name-00000" {
+		t.Errorf("big directory read in chunks: %d names", len(names))
 	}
 }

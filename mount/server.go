@@ -47,6 +47,7 @@ type Server struct {
 	big      map[[2]uint64]uint64
 	bigNext  uint64
 	dev      uint64 // st_dev of the mount, names its FUSE connection
+	pf       *prefetcher
 }
 
 // CheckMountpoint fails early, before expensive work, when dir cannot be a
@@ -113,12 +114,23 @@ func Mount(dir string, root *Dir, opts Options) (*Server, error) {
 		// Mode 0000 is a real guest mode, not "unset".
 		NullPermissions: true,
 	}
+	s.pf = newPrefetcher()
 	rootNode := &dirNode{srv: s, d: root, ino: 1}
-	srv, err := gofs.Mount(abs, rootNode, fo)
+	fo.MountOptions.ExtraCapabilities |= fuse.CAP_NO_OPENDIR_SUPPORT
+	srv, err := fuse.NewServer(rawFS{gofs.NewNodeFS(rootNode, fo)}, abs, &fo.MountOptions)
+	if err == nil {
+		go srv.Serve()
+		err = srv.WaitMount()
+	}
 	if err != nil {
+		s.pf.close()
 		return nil, fmt.Errorf("mount %s: %w", abs, err)
 	}
 	s.srv = srv
+	go func() {
+		srv.Wait()
+		s.pf.close()
+	}()
 	s.tuneReadahead()
 	return s, nil
 }
