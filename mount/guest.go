@@ -228,9 +228,10 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 		return nil, 0
 	}
 	h.read = true
-	e := h.l.ents[h.pos]
 	h.pos++
-	return &e, 0
+	// go-fuse copies the entry and changes only an Off of 0, which ours
+	// never is: no copy needed.
+	return &h.l.ents[h.pos-1], 0
 }
 
 func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {

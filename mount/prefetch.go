@@ -2,6 +2,7 @@ package mount
 
 import (
 	"io/fs"
+	"slices"
 	"sync"
 
 	"github.com/vmmount/vmmount/fsread/fsys"
@@ -73,21 +74,25 @@ func (p *prefetcher) close() {
 	p.cond.Broadcast()
 }
 
-// push queues a job. When the queue is full the oldest job, the least
-// likely to be wanted soon, is dropped and returned.
-func (p *prefetcher) push(j prefetchJob) (dropped *prefetchJob) {
+// push queues jobs, the last on top. When the queue is full the oldest
+// jobs, the least likely to be wanted soon, are dropped and returned.
+func (p *prefetcher) push(jobs []prefetchJob) (dropped []prefetchJob) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return &j
+		return jobs
 	}
-	if len(p.jobs) >= prefetchQueue {
-		old := p.jobs[0]
-		dropped = &old
-		p.jobs = append(p.jobs[:0], p.jobs[1:]...)
+	p.jobs = append(p.jobs, jobs...)
+	if n := len(p.jobs) - prefetchQueue; n > 0 {
+		dropped = slices.Clone(p.jobs[:n])
+		p.jobs = append(p.jobs[:0], p.jobs[n:]...)
 	}
-	p.jobs = append(p.jobs, j)
-	p.cond.Signal()
+	// One wakeup per idle worker at most; each costs an IPI on a VM.
+	if len(jobs) == 1 {
+		p.cond.Signal()
+	} else {
+		p.cond.Broadcast()
+	}
 	return dropped
 }
 
@@ -131,10 +136,11 @@ func (g *guestFS) prefetch(ents []fsys.DirEntry) {
 		jobs = append(jobs, prefetchJob{g: g, ino: e.Ino, e: pe})
 	}
 	c.mu.Unlock()
-	for _, j := range jobs {
-		if d := p.push(j); d != nil {
-			d.g.unqueue(d.ino, d.e)
-		}
+	if len(jobs) == 0 {
+		return
+	}
+	for _, d := range p.push(jobs) {
+		d.g.unqueue(d.ino, d.e)
 	}
 }
 
@@ -207,3 +213,4 @@ func (g *guestFS) readDir(ino uint64) (ents []fsys.DirEntry, stats []*fsys.Stat,
 	ents, err = g.fs.ReadDir(ino)
 	return ents, nil, err
 }
+
