@@ -213,4 +213,3 @@ func (g *guestFS) readDir(ino uint64) (ents []fsys.DirEntry, stats []*fsys.Stat,
 	ents, err = g.fs.ReadDir(ino)
 	return ents, nil, err
 }
-
