@@ -101,6 +101,11 @@ func copyDisk(ctx context.Context, spec copySpec) (*copyResult, error) {
 		// answers scattered dirty blocks one round trip each).
 		c.workers = max(runtime.GOMAXPROCS(0), minReaders)
 	}
+	if m, ok := spec.src.(mappedSource); ok {
+		if b, err := m.Map(); err == nil && int64(len(b)) == size {
+			c.mapped = b
+		}
+	}
 	c.zeroSum = repo.ZeroSum(blockSize)
 	if tail := size % blockSize; tail != 0 {
 		c.tailZeroSum = repo.ZeroSum(tail)

@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -40,6 +42,31 @@ type copier struct {
 	tailZeroSum [sha256.Size]byte
 	changed     atomic.Int64
 	prog        progress.Progress
+	// mapped is the source mapped in memory when it can be (a raw
+	// file): chunks are hashed and written from the page cache without
+	// being copied into buffers first.
+	mapped []byte
+}
+
+// mappedSource is a source that can hand out its bytes (raw.Image.Map).
+type mappedSource interface {
+	Map() ([]byte, error)
+}
+
+// faultErr turns a memory fault while touching the mapped source (the file
+// was truncated under the backup) into an error.
+func faultErr(err *error) {
+	if r := recover(); r != nil {
+		// debug.SetPanicOnFault's panics have an Addr method.
+		if re, ok := r.(interface {
+			runtime.Error
+			Addr() uintptr
+		}); ok {
+			*err = fmt.Errorf("reading the disk: %v (was the image truncated during the backup?)", re)
+			return
+		}
+		panic(r)
+	}
 }
 
 // copyJob is one chunk: blocks [first, first+n).
@@ -47,6 +74,7 @@ type copyJob struct {
 	first, n int64
 	reads    []Range // absolute, within the chunk, sorted
 	buf      []byte  // n blocks (nil when nothing is read)
+	data     []byte  // the chunk's bytes: buf, or the source's mapping
 	clusters []qcow2.Cluster
 	cbuf     []byte
 	scratch  []byte
@@ -89,9 +117,12 @@ func (c *copier) run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if c.mapped != nil {
+				defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+			}
 			for j := range work {
 				if ctx.Err() == nil {
-					j.err = c.process(j, comp)
+					j.err = c.processSafe(j, comp)
 				}
 				close(j.done)
 			}
@@ -105,7 +136,7 @@ func (c *copier) run(ctx context.Context) error {
 				err = ctx.Err()
 			}
 			if err == nil {
-				err = c.out.write(j)
+				err = c.write(j)
 			}
 			if err != nil {
 				cancel()
@@ -175,11 +206,28 @@ func (c *copier) produce(ctx context.Context, pool chan []byte, work, order chan
 	return nil
 }
 
+func (c *copier) processSafe(j *copyJob, comp *qcow2.Compressor) (err error) {
+	defer faultErr(&err)
+	return c.process(j, comp)
+}
+
+// write hands a job to the output, in the writer goroutine.
+func (c *copier) write(j *copyJob) (err error) {
+	if c.mapped != nil {
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		defer faultErr(&err)
+	}
+	return c.out.write(j)
+}
+
 // process reads a chunk's ranges, hashes its blocks and decides how each
 // is stored.
 func (c *copier) process(j *copyJob, comp *qcow2.Compressor) error {
 	base := j.first * blockSize
-	if j.buf != nil {
+	j.data = j.buf
+	if j.buf != nil && base+int64(len(j.buf)) <= int64(len(c.mapped)) {
+		j.data = c.mapped[base : base+int64(len(j.buf))]
+	} else if j.buf != nil {
 		// Only read blocks are used; past the end of the disk the last
 		// cluster must read as zeros.
 		if end := c.size - base; end < int64(len(j.buf)) {
@@ -224,7 +272,7 @@ func (c *copier) process(j *copyJob, comp *qcow2.Compressor) error {
 			}
 			continue
 		}
-		u := j.buf[k*blockSize : (k+1)*blockSize]
+		u := j.data[k*blockSize : (k+1)*blockSize]
 		sum := sha256.Sum256(u[:blen])
 		c.hashes.Sums[i] = sum
 		zero := sum == c.zeroOf(blen)

@@ -22,6 +22,10 @@ type Image struct {
 	// seekMu serializes SEEK_DATA/SEEK_HOLE, which move the shared file
 	// offset. ReadAt (pread) does not use the offset.
 	seekMu sync.Mutex
+
+	mapOnce sync.Once
+	mapped  []byte
+	mapErr  error
 }
 
 var _ vdisk.Image = (*Image)(nil)
@@ -55,7 +59,38 @@ func allocated(f vdisk.File) int64 {
 
 func (img *Image) Size() int64       { return img.size }
 func (img *Image) Info() *vdisk.Info { return &img.info }
-func (img *Image) Close() error      { return img.f.Close() }
+
+// Close unmaps the image (see Map) and closes its file.
+func (img *Image) Close() error {
+	if img.mapped != nil {
+		unix.Munmap(img.mapped)
+		img.mapped = nil
+	}
+	return img.f.Close()
+}
+
+// Map returns the whole image mapped read-only, so that a caller that only
+// looks at the bytes (a backup hashing and storing them) reads the page
+// cache without copying it first. The mapping lives until Close; slices of
+// it must not be used after. A file truncated under the mapping faults on
+// access (SIGBUS): callers run with debug.SetPanicOnFault and recover.
+func (img *Image) Map() ([]byte, error) {
+	img.mapOnce.Do(func() {
+		of, ok := img.f.(*vdisk.OSFile)
+		switch {
+		case !ok:
+			img.mapErr = errors.New("raw: not a file")
+		case img.size == 0 || int64(int(img.size)) != img.size:
+			img.mapErr = errors.New("raw: size cannot be mapped")
+		default:
+			img.mapped, img.mapErr = unix.Mmap(int(of.Fd()), 0, int(img.size), unix.PROT_READ, unix.MAP_SHARED)
+			if img.mapErr == nil {
+				unix.Madvise(img.mapped, unix.MADV_SEQUENTIAL)
+			}
+		}
+	})
+	return img.mapped, img.mapErr
+}
 
 // ReadAt reads the file; bytes past the end read as EOF.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
