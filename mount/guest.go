@@ -140,7 +140,11 @@ func (n *guestNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	if err != nil {
 		return nil, n.fail("lookup "+name, err)
 	}
-	return n.child(ctx, g, ino, name, out)
+	c, errno := n.child(ctx, g, ino, name, out)
+	if errno == 0 && c.StableAttr().Mode != fsys.S_IFDIR {
+		n.srv.plus.lookedUp(ctx)
+	}
+	return c, errno
 }
 
 // child makes the node of entry name, guest inode ino, of this directory.
@@ -164,8 +168,9 @@ func (n *guestNode) childStat(ctx context.Context, g *guestFS, ino uint64, st *f
 // first read and kept until a read reaches its end (see rawFS: every
 // READDIR opens a handle here).
 func (n *guestNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	files := n.srv.plus.filesToo(ctx)
 	if l := n.listing.Load(); l != nil {
-		return &dirHandle{n: n, l: l}, 0, 0
+		return &dirHandle{n: n, l: l, files: files}, 0, 0
 	}
 	g, dir, err := n.guest()
 	if err != nil {
@@ -191,7 +196,7 @@ func (n *guestNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileH
 		l.stats = append(l.stats, st)
 	}
 	n.listing.Store(l)
-	return &dirHandle{n: n, l: l}, 0, 0
+	return &dirHandle{n: n, l: l, files: files}, 0, 0
 }
 
 // dirListing is a guest directory's entries and the guest inode of each,
@@ -206,10 +211,11 @@ type dirListing struct {
 
 // dirHandle is a read position in a listing.
 type dirHandle struct {
-	n    *guestNode
-	l    *dirListing
-	pos  int  // next entry
-	read bool // an entry was returned
+	n     *guestNode
+	l     *dirListing
+	pos   int  // next entry
+	read  bool // an entry was returned
+	files bool // READDIRPLUS gives the attributes of files too (plusPolicy)
 }
 
 var (
@@ -239,12 +245,17 @@ func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	return 0
 }
 
-// Lookup answers for the entry Readdirent gave last.
+// Lookup answers READDIRPLUS for the entry Readdirent gave last. An error
+// leaves the entry without attributes (node ID 0), which the kernel lists
+// without making an inode for it.
 func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	if h.l.g == nil || h.pos == 0 || h.l.ents[h.pos-1].Name != name {
 		return h.n.Lookup(ctx, name, out)
 	}
 	i := h.pos - 1
+	if !h.files && h.l.ents[i].Mode != fsys.S_IFDIR {
+		return nil, syscall.ENOENT
+	}
 	if st := h.l.stats[i]; st != nil {
 		return h.n.childStat(ctx, h.l.g, h.l.inos[i], st, out), 0
 	}

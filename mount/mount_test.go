@@ -320,3 +320,56 @@ func TestMountListsOnce(t *testing.T) {
 		t.Errorf("big directory read in chunks: %d names", len(names))
 	}
 }
+
+// lookupCountingFS counts name lookups.
+type lookupCountingFS struct {
+	fsys.FileSystem
+	n *atomic.Int64
+}
+
+func (c lookupCountingFS) Lookup(dir uint64, name string) (uint64, error) {
+	c.n.Add(1)
+	return c.FileSystem.Lookup(dir, name)
+}
+
+// TestMountLearnsStatters: a program not known to stat what it lists gets
+// listings without the attributes of files; once it looks a file up after
+// such a listing, its listings carry them, and stats need no lookups.
+func TestMountLearnsStatters(t *testing.T) {
+	testimages.RequireRoot(t)
+	src := t.TempDir()
+	for _, d := range []string{"d1", "d2"} {
+		os.Mkdir(filepath.Join(src, d), 0o755)
+		for i := range 20 {
+			os.WriteFile(filepath.Join(src, d, fmt.Sprint(i)), []byte("x"), 0o644)
+		}
+	}
+	var lookups atomic.Int64
+	s := mountTree(t, &Dir{Entries: []Entry{{"v", &Volume{Name: "v", Open: func() (fsys.FileSystem, error) {
+		h, err := testimages.NewHostFS(src)
+		return lookupCountingFS{h, &lookups}, err
+	}}}}}, nil)
+	statAll := func(d string) int64 {
+		before := lookups.Load()
+		ents, err := os.ReadDir(filepath.Join(s.Dir(), "v", d))
+		if err != nil || len(ents) != 20 {
+			t.Fatalf("%s: %d entries, %v", d, len(ents), err)
+		}
+		for _, e := range ents {
+			if fi, err := os.Lstat(filepath.Join(s.Dir(), "v", d, e.Name())); err != nil || fi.Size() != 1 {
+				t.Fatalf("%s/%s: %v", d, e.Name(), err)
+			}
+		}
+		return lookups.Load() - before
+	}
+	// Directories always come with attributes: no lookups for d1, d2.
+	if _, err := os.ReadDir(filepath.Join(s.Dir(), "v")); err != nil {
+		t.Fatal(err)
+	}
+	if n := statAll("d1"); n != 20 {
+		t.Errorf("stats after the first listing cost %d lookups, want 20 (files listed without attributes)", n)
+	}
+	if n := statAll("d2"); n != 0 {
+		t.Errorf("stats after a listing for a known statter cost %d lookups, want 0", n)
+	}
+}

@@ -48,6 +48,7 @@ type Server struct {
 	bigNext  uint64
 	dev      uint64 // st_dev of the mount, names its FUSE connection
 	pf       *prefetcher
+	plus     *plusPolicy
 }
 
 // CheckMountpoint fails early, before expensive work, when dir cannot be a
@@ -115,6 +116,7 @@ func Mount(dir string, root *Dir, opts Options) (*Server, error) {
 		NullPermissions: true,
 	}
 	s.pf = newPrefetcher()
+	s.plus = newPlusPolicy()
 	rootNode := &dirNode{srv: s, d: root, ino: 1}
 	fo.MountOptions.ExtraCapabilities |= fuse.CAP_NO_OPENDIR_SUPPORT
 	srv, err := fuse.NewServer(rawFS{gofs.NewNodeFS(rootNode, fo)}, abs, &fo.MountOptions)
