@@ -27,6 +27,10 @@ const (
 	prefetchStats   = 4096 // entries of one directory stat'ed ahead
 )
 
+// prefetchEntries bounds the entries of the listings kept (a variable for
+// tests).
+var prefetchEntries = 1 << 18
+
 // prefetcher is the worker pool of one mount.
 type prefetcher struct {
 	mu     sync.Mutex
@@ -48,13 +52,22 @@ type pfEntry struct {
 	ents    []fsys.DirEntry
 	stats   []*fsys.Stat // of ents, nil where not stat'ed or failed
 	err     error
+	// kept: the listing counts in pfCache.entries (done, not taken).
+	// notKept: too big to keep; the open lists the directory itself.
+	kept, notKept bool
 }
 
 // pfCache is a volume's prefetched listings, by guest inode.
 type pfCache struct {
-	mu   sync.Mutex
-	m    map[uint64]*pfEntry
-	kept []uint64 // done, oldest first, for ageing out
+	mu      sync.Mutex
+	m       map[uint64]*pfEntry
+	kept    []keptListing // done, oldest first, for ageing out
+	entries int           // in the kept listings not taken yet
+}
+
+type keptListing struct {
+	ino uint64
+	e   *pfEntry
 }
 
 func newPrefetcher() *prefetcher {
@@ -166,28 +179,38 @@ func (g *guestFS) runPrefetch(ino uint64, pe *pfEntry) {
 	pe.started = true
 	c.mu.Unlock()
 
-	pe.ents, pe.err = g.fs.ReadDir(ino)
-	pe.stats = make([]*fsys.Stat, min(len(pe.ents), prefetchStats))
-	for i := range pe.stats {
+	ents, err := g.fs.ReadDir(ino)
+	stats := make([]*fsys.Stat, min(len(ents), prefetchStats))
+	for i := range stats {
 		// A failure is left for the open to meet and report.
-		pe.stats[i], _ = g.fs.Stat(pe.ents[i].Ino)
+		stats[i], _ = g.fs.Stat(ents[i].Ino)
 	}
-	close(pe.ready)
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.m[ino] != pe {
+	defer close(pe.ready)
+	if len(ents) > prefetchEntries {
+		// The blocks are in the filesystem's cache now; the listing
+		// itself would take too much memory to hold.
+		pe.notKept = true
+		delete(c.m, ino)
 		return
 	}
-	c.kept = append(c.kept, ino)
-	for len(c.kept) > prefetchKept {
+	pe.ents, pe.stats, pe.err = ents, stats, err
+	if c.m[ino] != pe {
+		return // taken already
+	}
+	pe.kept = true
+	c.entries += len(ents)
+	c.kept = append(c.kept, keptListing{ino, pe})
+	for len(c.kept) > prefetchKept || c.entries > prefetchEntries {
 		old := c.kept[0]
 		c.kept = c.kept[1:]
-		if e := c.m[old]; e != nil && e.started {
-			select {
-			case <-e.ready:
-				delete(c.m, old)
-			default:
+		if old.e.kept {
+			old.e.kept = false
+			c.entries -= len(old.e.ents)
+			if c.m[old.ino] == old.e {
+				delete(c.m, old.ino)
 			}
 		}
 	}
@@ -208,7 +231,16 @@ func (g *guestFS) readDir(ino uint64) (ents []fsys.DirEntry, stats []*fsys.Stat,
 	c.mu.Unlock()
 	if started {
 		<-pe.ready
-		return pe.ents, pe.stats, pe.err
+		c.mu.Lock()
+		if pe.kept {
+			pe.kept = false
+			c.entries -= len(pe.ents)
+		}
+		notKept := pe.notKept
+		c.mu.Unlock()
+		if !notKept {
+			return pe.ents, pe.stats, pe.err
+		}
 	}
 	ents, err = g.fs.ReadDir(ino)
 	return ents, nil, err
