@@ -255,6 +255,56 @@ func TestLibvirtFaults(t *testing.T) {
 			pointsIntact(t, r, g.Name, npoints)
 		})
 	}
+
+	// kill -9 of an offline backup that shut the VM down (--shutdown):
+	// the guard starts it again at once.
+	t.Run("kill -9 while shut down", func(t *testing.T) {
+		scratch := t.TempDir()
+		cmd := exec.Command(bin, "backup", "--repo", r.Dir, "--mode", ModeOffline, "--shutdown", "--scratch-dir", scratch, g.Name)
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			select {
+			case err := <-done:
+				t.Fatalf("vmmount finished before it could be killed (%v):\n%s", err, out.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				t.Fatalf("the VM never shut down:\n%s", out.String())
+			}
+			if st, _ := g.State(); st == libvirt.DomainShutoff {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+		deadline = time.Now().Add(60 * time.Second)
+		for {
+			if st, _ := g.State(); st == libvirt.DomainRunning {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the VM was not started again after kill -9:\n%s", out.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err := g.WaitAgent(3 * time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if dirs, _ := filepath.Glob(filepath.Join(scratch, scratchDirPrefix+"*")); len(dirs) != 0 {
+			t.Errorf("scratch directories left: %v", dirs)
+		}
+		vmSane(t, g, cp)
+		pointsIntact(t, r, g.Name, npoints, true)
+	})
 }
 
 // startLibvirtd starts libvirtd again the way scripts/libvirt-up.sh does,

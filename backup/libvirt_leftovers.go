@@ -32,6 +32,9 @@ type scratchState struct {
 	Name   string `json:"name"`
 	Paused bool   `json:"paused,omitempty"`
 	Frozen bool   `json:"frozen,omitempty"`
+	// ShutDown: an offline backup shut the VM down (--shutdown) and
+	// starts it again at the end.
+	ShutDown bool `json:"shutdown,omitempty"`
 }
 
 func writeScratchState(dir string, st scratchState) error {
@@ -93,8 +96,9 @@ func procStart(pid int) string {
 	return f[19]
 }
 
-// recoverLeftovers heals what a killed live backup of this domain left:
-// filesystems frozen, the VM paused, a backup job still exporting. It
+// recoverLeftovers heals what a killed backup of this domain left:
+// filesystems frozen, the VM paused or shut down, a backup job still
+// exporting. It
 // refuses to go on while another live vmmount backs the domain up. It
 // returns what it did.
 func (s *Domain) recoverLeftovers(ctx context.Context) ([]string, error) {
@@ -128,6 +132,15 @@ func (s *Domain) recoverLeftovers(ctx context.Context) ([]string, error) {
 			}
 			did = append(did, "resumed "+s.vm.Name+", left paused by an interrupted backup")
 		}
+		if st.ShutDown {
+			started, err := (&offlineSession{s: s}).startIfOff(ctx)
+			if err != nil {
+				return did, fmt.Errorf("starting %s, shut down by an interrupted backup: %w", s.vm.Name, err)
+			}
+			if started {
+				did = append(did, "started "+s.vm.Name+" again, shut down by an interrupted backup")
+			}
+		}
 		if err := s.abortLeftoverJob(ctx, dir); err != nil {
 			return did, err
 		}
@@ -151,6 +164,9 @@ func (s *Domain) abortLeftoverJob(ctx context.Context, dir string) error {
 		typ, _, _, _, _, _, _, _, _, _, _, _, err := l.DomainGetJobInfo(s.dom)
 		if libvirtCode(err, libvirt.ErrNoSupport) {
 			return nil // no jobs on this driver
+		}
+		if libvirtCode(err, libvirt.ErrOperationInvalid) {
+			return nil // not running: no job
 		}
 		if err != nil || libvirt.DomainJobType(typ) == libvirt.DomainJobNone {
 			return err
@@ -190,8 +206,9 @@ func (s *Domain) abortLeftoverJob(ctx context.Context, dir string) error {
 	return nil
 }
 
-// Heal puts right what killed live backups of the domain left behind
-// (filesystems frozen, the VM paused, a backup job exporting), as the next
+// Heal puts right what killed backups of the domain left behind
+// (filesystems frozen, the VM paused or shut down, a backup job exporting),
+// as the next
 // backup would. The backup command runs it from a guard process the
 // moment a backup dies without cleaning up.
 func (s *Domain) Heal(ctx context.Context) ([]string, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
@@ -33,6 +34,11 @@ func (s *Domain) beginOffline(ctx context.Context, req CaptureRequest, shutdown 
 			err = errors.Join(err, o.u.runAll(ctx))
 		}
 	}()
+	healed, err := s.recoverLeftovers(ctx)
+	o.report.Warnings = append(o.report.Warnings, healed...)
+	if err != nil {
+		return nil, err
+	}
 	if shutdown {
 		if err := o.shutdown(ctx); err != nil {
 			return nil, err
@@ -95,6 +101,23 @@ func (o *offlineSession) shutdown(ctx context.Context) error {
 	if timeout <= 0 {
 		timeout = DefaultShutdownTimeout
 	}
+	// Recorded first, so that a guard or the next backup starts the VM
+	// again if this process dies (kill -9) while it is down.
+	base := s.ScratchDir
+	if base == "" {
+		base = DefaultScratchDir
+	}
+	dir, err := os.MkdirTemp(base, scratchDirPrefix)
+	if err != nil {
+		return err
+	}
+	o.u.push("removing "+dir, func(context.Context) error { return os.RemoveAll(dir) })
+	if err := writeOwner(dir); err != nil {
+		return err
+	}
+	if err := writeScratchState(dir, scratchState{Domain: s.vm.UUID, Name: s.vm.Name, ShutDown: true}); err != nil {
+		return err
+	}
 	o.restart = o.u.push("starting "+s.vm.Name+" again", o.start)
 	s.notify("shutting %s down (ACPI power button), waiting up to %v", s.vm.Name, timeout)
 	o.downAt = time.Now()
@@ -141,8 +164,16 @@ func (o *offlineSession) shutdown(ctx context.Context) error {
 
 // start starts the domain if it is shut off.
 func (o *offlineSession) start(ctx context.Context) error {
+	started, err := o.startIfOff(ctx)
+	if started {
+		o.report.ShutdownMS = time.Since(o.downAt).Milliseconds()
+	}
+	return err
+}
+
+func (o *offlineSession) startIfOff(ctx context.Context) (started bool, err error) {
 	s := o.s
-	return s.h.do(ctx, true, func(l *libvirt.Libvirt) error {
+	err = s.h.do(ctx, true, func(l *libvirt.Libvirt) error {
 		st, _, err := l.DomainGetState(s.dom, 0)
 		if err != nil || libvirt.DomainState(st) != libvirt.DomainShutoff {
 			return err
@@ -150,9 +181,10 @@ func (o *offlineSession) start(ctx context.Context) error {
 		if err := l.DomainCreate(s.dom); err != nil {
 			return err
 		}
-		o.report.ShutdownMS = time.Since(o.downAt).Milliseconds()
+		started = true
 		return nil
 	})
+	return started, err
 }
 
 func (o *offlineSession) release() {

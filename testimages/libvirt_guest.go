@@ -298,6 +298,10 @@ func (g *Guest) waitBoot() error {
 	return g.waitAgent(30 * time.Second)
 }
 
+// WaitAgent waits for the guest agent after something other than Start
+// (a backup's guard, say) started the guest again.
+func (g *Guest) WaitAgent(timeout time.Duration) error { return g.waitAgent(timeout) }
+
 // waitAgent waits until libvirt reports the agent channel connected (the
 // guest opened its end) and the agent answers a guest-ping, so the test's
 // first agent command (fsfreeze) does not race the agent's start. libvirt

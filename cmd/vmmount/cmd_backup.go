@@ -78,7 +78,10 @@ Without libvirt, --name NAME --disk vda=PATH [--disk vdb=PATH] backs up image
 files of a VM that is shut off (images a running QEMU uses are refused).
 
 Whatever fails or interrupts a backup (Ctrl-C included), the VM is resumed
-and thawed, the backup job ended, and no partial point is left.`,
+and thawed (or started again after --shutdown), the backup job ended, and no
+partial point is left. A backup killed outright (kill -9, the OOM killer) is
+healed at once by a guard process it starts, or else by the next backup of
+the VM.`,
 		Args: argsRange(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBackup(cmd.Context(), g, &o, args)
