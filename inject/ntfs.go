@@ -1,15 +1,11 @@
 package inject
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/vmmount/vmmount/fsread/fsys"
 	"github.com/vmmount/vmmount/fsread/ntfs"
 	"github.com/vmmount/vmmount/inject/extwrite"
 	"github.com/vmmount/vmmount/inject/ntfswrite"
@@ -148,69 +144,4 @@ func ntfsWarnings(r io.ReaderAt, size int64, name string) []string {
 	}
 	defer f.Close()
 	return f.Warnings()
-}
-
-// verifyNTFS reads what was written back through vmmount's own NTFS
-// reader (fsread/ntfs, a separate implementation): each path must be
-// there with its type, size and content (the source read again), and the
-// reader must have no warning it did not have before. Modes and owners
-// are not NTFS's.
-func (v *volume) verifyNTFS(r io.ReaderAt, checks []check) error {
-	fsr, err := ntfs.Open(v.section(r), v.size, ntfs.Options{Name: v.path})
-	if err != nil {
-		return fmt.Errorf("%w: the filesystem does not open after writing: %v", errVerify, err)
-	}
-	defer fsr.Close()
-	for _, w := range fsr.Warnings() {
-		if !slices.Contains(v.warnBefore, w) {
-			return fmt.Errorf("%w: new warning reading the filesystem: %s", errVerify, w)
-		}
-	}
-	for _, c := range checks {
-		if err := verifyNTFSOne(fsr, c); err != nil {
-			return fmt.Errorf("%w: %s/%s: %v", errVerify, v.path, c.rel, err)
-		}
-	}
-	return nil
-}
-
-func verifyNTFSOne(fsr *ntfs.FS, c check) error {
-	ino := fsr.Root()
-	for _, name := range strings.Split(c.rel, "/") {
-		var err error
-		if ino, err = fsr.Lookup(ino, name); err != nil {
-			return err
-		}
-	}
-	st, err := fsr.Stat(ino)
-	if err != nil {
-		return err
-	}
-	if got := uint16(st.Mode & fsys.S_IFMT); got != c.kind {
-		return fmt.Errorf("type %#o, want %#o", got, c.kind)
-	}
-	if c.kind != modeReg {
-		return nil
-	}
-	if st.Size != c.size {
-		return fmt.Errorf("size %d, want %d", st.Size, c.size)
-	}
-	f, err := fsr.Open(ino)
-	if err != nil {
-		return err
-	}
-	a, b := make([]byte, 1<<20), make([]byte, 1<<20)
-	for off := int64(0); off < c.size; off += int64(len(a)) {
-		n := int(min(int64(len(a)), c.size-off))
-		if _, err := f.ReadAt(a[:n], off); err != nil && err != io.EOF {
-			return fmt.Errorf("reading it back: %v", err)
-		}
-		if _, err := c.src.ReadAt(b[:n], off); err != nil && err != io.EOF {
-			return fmt.Errorf("reading the source again: %v", err)
-		}
-		if !bytes.Equal(a[:n], b[:n]) {
-			return fmt.Errorf("content differs from %s in the MiB at %d", c.src.path, off)
-		}
-	}
-	return nil
 }

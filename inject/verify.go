@@ -8,18 +8,25 @@ import (
 	"strings"
 
 	"github.com/vmmount/vmmount/fsread/ext"
+	"github.com/vmmount/vmmount/fsread/fsys"
+	"github.com/vmmount/vmmount/fsread/ntfs"
 )
 
-// verify reads what was written back through vmmount's own ext reader (a
-// separate implementation, which checks every checksum it reads): each
-// path must be there with its type, mode, owner, size and content (the
-// source read again) or target, and the reader must have no warning it did
-// not have before. r is the disk's guest view after the writes.
+// verify reads what was written back through vmmount's own reader
+// (fsread/ext, which checks every checksum it reads, or fsread/ntfs: a
+// separate implementation from the writer's): each path must be there
+// with its type, size and content (the source read again) or target, on
+// ext also its mode and owner (NTFS has neither), and the reader must have
+// no warning it did not have before. r is the disk's guest view after the
+// writes.
 func (v *volume) verify(r io.ReaderAt, checks []check) error {
+	var fsr fsys.FileSystem
+	var err error
 	if v.fsType == "ntfs" {
-		return v.verifyNTFS(r, checks)
+		fsr, err = ntfs.Open(v.section(r), v.size, ntfs.Options{Name: v.path})
+	} else {
+		fsr, err = ext.Open(v.section(r), v.size, ext.Options{Name: v.path})
 	}
-	fsr, err := ext.Open(v.section(r), v.size, ext.Options{Name: v.path})
 	if err != nil {
 		return fmt.Errorf("%w: the filesystem does not open after writing: %v", errVerify, err)
 	}
@@ -30,14 +37,14 @@ func (v *volume) verify(r io.ReaderAt, checks []check) error {
 		}
 	}
 	for _, c := range checks {
-		if err := verifyOne(fsr, c); err != nil {
+		if err := verifyOne(fsr, c, v.fsType != "ntfs"); err != nil {
 			return fmt.Errorf("%w: %s/%s: %v", errVerify, v.path, c.rel, err)
 		}
 	}
 	return nil
 }
 
-func verifyOne(fsr *ext.FS, c check) error {
+func verifyOne(fsr fsys.FileSystem, c check, unixPerms bool) error {
 	ino := fsr.Root()
 	for _, name := range strings.Split(c.rel, "/") {
 		var err error
@@ -49,14 +56,16 @@ func verifyOne(fsr *ext.FS, c check) error {
 	if err != nil {
 		return err
 	}
-	if got := uint16(st.Mode & 0xF000); got != c.kind {
+	if got := uint16(st.Mode & fsys.S_IFMT); got != c.kind {
 		return fmt.Errorf("type %#o, want %#o", got, c.kind)
 	}
-	if c.kind != modeLink && uint16(st.Mode&0o7777) != c.perm {
-		return fmt.Errorf("mode %#o, want %#o", st.Mode&0o7777, c.perm)
-	}
-	if st.Uid != c.uid || st.Gid != c.gid {
-		return fmt.Errorf("owner %d:%d, want %d:%d", st.Uid, st.Gid, c.uid, c.gid)
+	if unixPerms {
+		if c.kind != modeLink && uint16(st.Mode&0o7777) != c.perm {
+			return fmt.Errorf("mode %#o, want %#o", st.Mode&0o7777, c.perm)
+		}
+		if st.Uid != c.uid || st.Gid != c.gid {
+			return fmt.Errorf("owner %d:%d, want %d:%d", st.Uid, st.Gid, c.uid, c.gid)
+		}
 	}
 	switch c.kind {
 	case modeLink:
