@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
+
+	"github.com/vmmount/vmmount/internal/virt"
 )
 
 // DefaultURI is the libvirt connection backups use unless told otherwise.
-const DefaultURI = "qemu:///system"
+const DefaultURI = virt.DefaultURI
 
 // Errors of the libvirt source; test with errors.Is.
 var (
@@ -63,7 +65,7 @@ func (h *hypervisor) conn(ctx context.Context, retry bool) (*libvirt.Libvirt, er
 	}
 	var last error
 	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
-		l, err := dial(ctx, h.uri)
+		l, err := virt.Dial(ctx, h.uri)
 		if err == nil {
 			h.l = l
 			return l, nil
@@ -79,29 +81,6 @@ func (h *hypervisor) conn(ctx context.Context, retry bool) (*libvirt.Libvirt, er
 		}
 	}
 	return nil, fmt.Errorf("connecting to %s: %w", h.uri, last)
-}
-
-func dial(ctx context.Context, u *url.URL) (*libvirt.Libvirt, error) {
-	type result struct {
-		l   *libvirt.Libvirt
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		l, err := libvirt.ConnectToURI(u)
-		ch <- result{l, err}
-	}()
-	select {
-	case r := <-ch:
-		return r.l, r.err
-	case <-ctx.Done():
-		go func() {
-			if r := <-ch; r.err == nil {
-				r.l.Disconnect()
-			}
-		}()
-		return nil, ctx.Err()
-	}
 }
 
 // do runs fn on a live connection. A call libvirtd does not answer is

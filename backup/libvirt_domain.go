@@ -3,7 +3,6 @@ package backup
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/vmmount/vmmount/backup/repo"
+	"github.com/vmmount/vmmount/internal/virt"
 )
 
 // Backup modes of a domain (Domain.Mode).
@@ -70,7 +70,7 @@ func (s *Domain) Open(ctx context.Context) (repo.VMInfo, error) {
 	var dom libvirt.Domain
 	err = h.do(ctx, false, func(l *libvirt.Libvirt) error {
 		var err error
-		if u, ok := parseUUID(s.Name); ok {
+		if u, ok := virt.ParseUUID(s.Name); ok {
 			dom, err = l.DomainLookupByUUID(u)
 		} else {
 			dom, err = l.DomainLookupByName(s.Name)
@@ -89,7 +89,7 @@ func (s *Domain) Open(ctx context.Context) (repo.VMInfo, error) {
 		return s.vm, err
 	}
 	s.h, s.dom = h, dom
-	s.vm = repo.VMInfo{Name: dom.Name, UUID: formatUUID(dom.UUID)}
+	s.vm = repo.VMInfo{Name: dom.Name, UUID: virt.FormatUUID(dom.UUID)}
 	return s.vm, nil
 }
 
@@ -128,12 +128,12 @@ func (s *Domain) Begin(ctx context.Context, req CaptureRequest) (Session, error)
 		return s.beginOffline(ctx, req, false)
 	case libvirt.DomainRunning, libvirt.DomainPaused:
 	default:
-		return nil, fmt.Errorf("%w: %s is %s", ErrVMState, s.vm.Name, stateName(s.state))
+		return nil, fmt.Errorf("%w: %s is %s", ErrVMState, s.vm.Name, virt.StateName(s.state))
 	}
 	switch mode {
 	case ModeOffline:
 		if !s.Shutdown {
-			return nil, fmt.Errorf("%w: %s is %s; an offline backup needs it shut off (--shutdown shuts it down and starts it again)", ErrVMState, s.vm.Name, stateName(s.state))
+			return nil, fmt.Errorf("%w: %s is %s; an offline backup needs it shut off (--shutdown shuts it down and starts it again)", ErrVMState, s.vm.Name, virt.StateName(s.state))
 		}
 		return s.beginOffline(ctx, req, true)
 	case ModePause, ModeSnapshot, ModeAuto:
@@ -284,42 +284,4 @@ func (s *Domain) volumePath(ctx context.Context, pool, vol string) (string, erro
 		return err
 	})
 	return p, err
-}
-
-var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$`)
-
-func parseUUID(s string) (libvirt.UUID, bool) {
-	var u libvirt.UUID
-	if !uuidRE.MatchString(s) {
-		return u, false
-	}
-	h := strings.ReplaceAll(s, "-", "")
-	for i := range u {
-		fmt.Sscanf(h[2*i:2*i+2], "%02x", &u[i])
-	}
-	return u, true
-}
-
-func formatUUID(u libvirt.UUID) string {
-	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
-}
-
-func stateName(s libvirt.DomainState) string {
-	switch s {
-	case libvirt.DomainRunning:
-		return "running"
-	case libvirt.DomainPaused:
-		return "paused"
-	case libvirt.DomainShutoff:
-		return "shut off"
-	case libvirt.DomainShutdown:
-		return "shutting down"
-	case libvirt.DomainCrashed:
-		return "crashed"
-	case libvirt.DomainPmsuspended:
-		return "suspended by the guest"
-	case libvirt.DomainBlocked:
-		return "blocked"
-	}
-	return fmt.Sprintf("in state %d", s)
 }

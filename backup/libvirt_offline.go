@@ -11,6 +11,7 @@ import (
 
 	"github.com/vmmount/vmmount/backup/repo"
 	"github.com/vmmount/vmmount/imagefmt"
+	"github.com/vmmount/vmmount/internal/virt"
 )
 
 // offlineSession reads the images of a shut-off domain directly. With
@@ -224,7 +225,7 @@ func (s *Domain) checkState(ctx context.Context, want libvirt.DomainState) error
 		return s.vmErr(err)
 	}
 	if libvirt.DomainState(st) != want {
-		return fmt.Errorf("%w: %s is now %s", ErrVMState, s.vm.Name, stateName(libvirt.DomainState(st)))
+		return fmt.Errorf("%w: %s is now %s", ErrVMState, s.vm.Name, virt.StateName(libvirt.DomainState(st)))
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/digitalocean/go-libvirt"
 
 	"github.com/vmmount/vmmount/backup/repo"
+	"github.com/vmmount/vmmount/internal/virt"
 	"github.com/vmmount/vmmount/testimages"
 )
 
@@ -153,7 +154,7 @@ func TestLifecycleOffline(t *testing.T) {
 	if err := l.DomainDestroy(d); err != nil {
 		t.Fatal(err)
 	}
-	res, err = Run(ctx, r, &Domain{URI: testURI, Name: formatUUID(d.UUID), Mode: ModeSnapshot}, opts)
+	res, err = Run(ctx, r, &Domain{URI: testURI, Name: virt.FormatUUID(d.UUID), Mode: ModeSnapshot}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,10 +10,12 @@ import (
 
 	"github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
+
+	"github.com/vmmount/vmmount/internal/virt"
 )
 
 // DefaultURI is the libvirt connection used unless told otherwise.
-const DefaultURI = "qemu:///system"
+const DefaultURI = virt.DefaultURI
 
 // disk is one disk image of the VM.
 type disk struct {
@@ -41,29 +43,14 @@ func dialLibvirt(ctx context.Context, uri string) (*hypervisor, error) {
 	if u.Host != "" || strings.Contains(u.Scheme, "+") && !strings.HasSuffix(u.Scheme, "+unix") {
 		return nil, fmt.Errorf("libvirt URI %q: inject writes the images of this host's VMs; use a local URI such as qemu:///system", uri)
 	}
-	type res struct {
-		l   *libvirt.Libvirt
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		l, err := libvirt.ConnectToURI(u)
-		ch <- res{l, err}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return nil, fmt.Errorf("connecting to %s: %w", uri, r.err)
+	l, err := virt.Dial(ctx, u)
+	if err != nil {
+		if err == ctx.Err() {
+			return nil, err // abandoned
 		}
-		return &hypervisor{l: r.l, uri: uri}, nil
-	case <-ctx.Done():
-		go func() {
-			if r := <-ch; r.err == nil {
-				r.l.Disconnect()
-			}
-		}()
-		return nil, ctx.Err()
+		return nil, fmt.Errorf("connecting to %s: %w", uri, err)
 	}
+	return &hypervisor{l: l, uri: uri}, nil
 }
 
 func (h *hypervisor) close() {
@@ -72,30 +59,9 @@ func (h *hypervisor) close() {
 	}
 }
 
-// domainState names libvirt domain states for messages.
-func domainState(s libvirt.DomainState) string {
-	switch s {
-	case libvirt.DomainRunning:
-		return "running"
-	case libvirt.DomainBlocked:
-		return "blocked"
-	case libvirt.DomainPaused:
-		return "paused"
-	case libvirt.DomainShutdown:
-		return "shutting down"
-	case libvirt.DomainShutoff:
-		return "shut off"
-	case libvirt.DomainCrashed:
-		return "crashed"
-	case libvirt.DomainPmsuspended:
-		return "suspended by the guest"
-	}
-	return fmt.Sprintf("state %d", s)
-}
-
 // lookupDomain finds a domain by name or UUID.
 func (h *hypervisor) lookupDomain(name string) (libvirt.Domain, error) {
-	if u, ok := parseUUID(name); ok {
+	if u, ok := virt.ParseUUID(name); ok {
 		if d, err := h.l.DomainLookupByUUID(u); err == nil {
 			return d, nil
 		}
@@ -110,22 +76,6 @@ func (h *hypervisor) lookupDomain(name string) (libvirt.Domain, error) {
 	return d, nil
 }
 
-func parseUUID(s string) (libvirt.UUID, bool) {
-	var u libvirt.UUID
-	h := strings.ReplaceAll(s, "-", "")
-	if len(h) != 32 {
-		return u, false
-	}
-	for i := range 16 {
-		var b byte
-		if _, err := fmt.Sscanf(h[2*i:2*i+2], "%02x", &b); err != nil {
-			return u, false
-		}
-		u[i] = b
-	}
-	return u, true
-}
-
 // checkShutOff refuses a domain that is not shut off, or that has a
 // managed save image (its saved memory expects the disks unchanged).
 func (h *hypervisor) checkShutOff(dom libvirt.Domain) error {
@@ -134,7 +84,7 @@ func (h *hypervisor) checkShutOff(dom libvirt.Domain) error {
 		return fmt.Errorf("domain %s: %w", dom.Name, err)
 	}
 	if s := libvirt.DomainState(st); s != libvirt.DomainShutoff {
-		return refusef("domain %s is %s; shut it down first (inject writes only into the disks of a VM that is shut off)", dom.Name, domainState(s))
+		return refusef("domain %s is %s; shut it down first (inject writes only into the disks of a VM that is shut off)", dom.Name, virt.StateName(s))
 	}
 	ms, err := h.l.DomainHasManagedSaveImage(dom, 0)
 	if err != nil {

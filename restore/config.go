@@ -11,6 +11,8 @@ import (
 
 	"github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
+
+	"github.com/vmmount/vmmount/internal/virt"
 )
 
 // DomainXML returns the libvirt domain XML saved with the point, checked
@@ -182,7 +184,7 @@ func RestoreConfig(ctx context.Context, p *Point, o ConfigOptions) (*ConfigResul
 		return nil, err
 	}
 	for _, e := range existing {
-		what := fmt.Sprintf("%s (%s, %s)", e.dom.Name, formatUUID(e.dom.UUID), stateName(e.state))
+		what := fmt.Sprintf("%s (%s, %s)", e.dom.Name, virt.FormatUUID(e.dom.UUID), virt.StateName(e.state))
 		if !o.Replace {
 			return nil, fmt.Errorf("%w: %s", ErrDomainExists, what)
 		}

@@ -7,10 +7,12 @@ import (
 	"net/url"
 
 	"github.com/digitalocean/go-libvirt"
+
+	"github.com/vmmount/vmmount/internal/virt"
 )
 
 // DefaultURI is the hypervisor configurations are defined in.
-const DefaultURI = "qemu:///system"
+const DefaultURI = virt.DefaultURI
 
 // ErrDomainExists marks a domain in the way of a restore (refused unless
 // replacing a shut-off one). It wraps ErrExists.
@@ -29,29 +31,14 @@ func Connect(ctx context.Context, uri string) (*libvirt.Libvirt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("libvirt URI %q: %w", uri, err)
 	}
-	type result struct {
-		l   *libvirt.Libvirt
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		l, err := libvirt.ConnectToURI(u)
-		ch <- result{l, err}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return nil, fmt.Errorf("connecting to %s: %w", uri, r.err)
+	l, err := virt.Dial(ctx, u)
+	if err != nil {
+		if err == ctx.Err() {
+			return nil, err // abandoned
 		}
-		return r.l, nil
-	case <-ctx.Done():
-		go func() {
-			if r := <-ch; r.err == nil {
-				r.l.Disconnect()
-			}
-		}()
-		return nil, ctx.Err()
+		return nil, fmt.Errorf("connecting to %s: %w", uri, err)
 	}
+	return l, nil
 }
 
 // existingDomain is a defined or running domain a restore meets.
@@ -91,53 +78,12 @@ func findDomain(l *libvirt.Libvirt, name, uuid string) ([]*existingDomain, error
 	if err := add(l.DomainLookupByName(name)); err != nil {
 		return nil, err
 	}
-	if u, ok := parseUUID(uuid); ok {
+	if u, ok := virt.ParseUUID(uuid); ok {
 		if err := add(l.DomainLookupByUUID(u)); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
-}
-
-func parseUUID(s string) (libvirt.UUID, bool) {
-	var u libvirt.UUID
-	var hex []byte
-	for i := 0; i < len(s); i++ {
-		if s[i] != '-' {
-			hex = append(hex, s[i])
-		}
-	}
-	if len(hex) != 32 {
-		return u, false
-	}
-	for i := range u {
-		var b byte
-		if _, err := fmt.Sscanf(string(hex[2*i:2*i+2]), "%02x", &b); err != nil {
-			return u, false
-		}
-		u[i] = b
-	}
-	return u, true
-}
-
-func stateName(s libvirt.DomainState) string {
-	switch s {
-	case libvirt.DomainRunning:
-		return "running"
-	case libvirt.DomainBlocked:
-		return "blocked"
-	case libvirt.DomainPaused:
-		return "paused"
-	case libvirt.DomainShutdown:
-		return "shutting down"
-	case libvirt.DomainShutoff:
-		return "shut off"
-	case libvirt.DomainCrashed:
-		return "crashed"
-	case libvirt.DomainPmsuspended:
-		return "suspended"
-	}
-	return fmt.Sprintf("state %d", s)
 }
 
 // undefineFlags remove a replaced domain's definition with the metadata

@@ -10,6 +10,7 @@ import (
 	"github.com/digitalocean/go-libvirt"
 
 	"github.com/vmmount/vmmount/internal/progress"
+	"github.com/vmmount/vmmount/internal/virt"
 )
 
 // VMOptions control a whole-VM restore.
@@ -137,7 +138,7 @@ func RestoreVM(ctx context.Context, p *Point, o VMOptions) (res *VMResult, err e
 		return nil, err
 	}
 	for _, e := range existing {
-		what := fmt.Sprintf("%s (%s, %s)", e.dom.Name, formatUUID(e.dom.UUID), stateName(e.state))
+		what := fmt.Sprintf("%s (%s, %s)", e.dom.Name, virt.FormatUUID(e.dom.UUID), virt.StateName(e.state))
 		if !o.Replace {
 			return nil, fmt.Errorf("%w: %s; --replace replaces it while it is shut off", ErrDomainExists, what)
 		}

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/vmmount/vmmount/imagefmt"
@@ -201,8 +200,4 @@ func writeFileAtomic(name string, b []byte, mode os.FileMode) error {
 		os.Remove(tmp)
 	}
 	return err
-}
-
-func formatUUID(u libvirt.UUID) string {
-	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
 }
