@@ -7,29 +7,8 @@ import (
 )
 
 // hasSuper says whether group g holds a superblock backup (and so its
-// descriptors start one block later): ext4_bg_has_super.
-func (f *FS) hasSuper(g uint64) bool {
-	switch {
-	case g == 0:
-		return true
-	case f.sb.HasCompat(disklayout.CompatSparseSuper2):
-		return g == uint64(f.sb.BackupBgs[0]) || g == uint64(f.sb.BackupBgs[1])
-	case g <= 1 || !f.sb.HasRoCompat(disklayout.RoCompatSparseSuper):
-		return true
-	case g&1 == 0:
-		return false
-	}
-	for _, p := range []uint64{3, 5, 7} {
-		n := p
-		for n < g {
-			n *= p
-		}
-		if n == g {
-			return true
-		}
-	}
-	return false
-}
+// descriptors start one block later).
+func (f *FS) hasSuper(g uint64) bool { return f.sb.GroupHasSuper(g) }
 
 // descBlock is where the descriptor block of meta group m lives
 // (ext4 descriptor_loc): after the superblock, or with meta_bg in the

@@ -26,30 +26,8 @@ func (g *group) flag(fl uint16) bool { return g.gd.Flags&fl != 0 }
 func (f *FS) blockUninit(g *group) bool { return f.gdtCsum && g.flag(disklayout.BgBlockUninit) }
 func (f *FS) inodeUninit(g *group) bool { return f.gdtCsum && g.flag(disklayout.BgInodeUninit) }
 
-// hasSuper says whether group g holds a superblock (backup):
-// ext4_bg_has_super, with sparse_super and sparse_super2.
-func (f *FS) hasSuper(g uint64) bool {
-	switch {
-	case g == 0:
-		return true
-	case f.sb.HasCompat(disklayout.CompatSparseSuper2):
-		return g == uint64(f.sb.BackupBgs[0]) || g == uint64(f.sb.BackupBgs[1])
-	case g <= 1 || !f.sb.HasRoCompat(disklayout.RoCompatSparseSuper):
-		return true
-	case g&1 == 0:
-		return false
-	}
-	for _, p := range []uint64{3, 5, 7} {
-		n := p
-		for n < g {
-			n *= p
-		}
-		if n == g {
-			return true
-		}
-	}
-	return false
-}
+// hasSuper says whether group g holds a superblock (backup).
+func (f *FS) hasSuper(g uint64) bool { return f.sb.GroupHasSuper(g) }
 
 func (f *FS) metaBg() bool { return f.sb.HasIncompat(disklayout.IncompatMetaBg) }
 

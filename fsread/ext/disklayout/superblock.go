@@ -295,3 +295,29 @@ func (s *Superblock) CsumSeed() uint32 {
 	}
 	return Crc32c(^uint32(0), s.UUID[:])
 }
+
+// GroupHasSuper says whether block group g holds a superblock (the
+// primary or a backup, followed by descriptor blocks): ext4_bg_has_super,
+// with sparse_super and sparse_super2.
+func (s *Superblock) GroupHasSuper(g uint64) bool {
+	switch {
+	case g == 0:
+		return true
+	case s.HasCompat(CompatSparseSuper2):
+		return g == uint64(s.BackupBgs[0]) || g == uint64(s.BackupBgs[1])
+	case g <= 1 || !s.HasRoCompat(RoCompatSparseSuper):
+		return true
+	case g&1 == 0:
+		return false
+	}
+	for _, p := range []uint64{3, 5, 7} {
+		n := p
+		for n < g {
+			n *= p
+		}
+		if n == g {
+			return true
+		}
+	}
+	return false
+}
