@@ -62,17 +62,7 @@ func ntfsSources(t *testing.T) string {
 	return dir
 }
 
-func pat(n, seed int) []byte {
-	b := make([]byte, n)
-	x := uint32(seed)*2654435761 + 1
-	for i := range b {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
-		b[i] = byte(x)
-	}
-	return b
-}
+func pat(n, seed int) []byte { return testimages.Pattern(n, seed) }
 
 // ntfsPart extracts the NTFS volume of an image's guest view into a file
 // and checks it with ntfsfix -n.

@@ -64,3 +64,17 @@ func Retime(root string, m *Manifest) error {
 	}
 	return nil
 }
+
+// Pattern is n deterministic, incompressible bytes that depend on seed
+// (xorshift): file contents tests can regenerate to compare.
+func Pattern(n, seed int) []byte {
+	b := make([]byte, n)
+	x := uint32(seed)*2654435761 + 1
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	return b
+}

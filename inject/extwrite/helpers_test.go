@@ -135,18 +135,7 @@ func debugfsCat(t testing.TB, img, path string) []byte {
 // content is an in-memory Content.
 func content(b []byte) Content { return bytes.NewReader(b) }
 
-// pattern is size deterministic bytes depending on seed.
-func pattern(size int, seed int) []byte {
-	b := make([]byte, size)
-	x := uint32(seed)*2654435761 + 1
-	for i := range b {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
-		b[i] = byte(x)
-	}
-	return b
-}
+func pattern(n, seed int) []byte { return testimages.Pattern(n, seed) }
 
 // lookupPath resolves a slash path from the root in a transaction.
 func lookupPath(f *FS, p string) (uint32, error) {
