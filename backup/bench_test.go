@@ -30,26 +30,10 @@ func requireBench(b *testing.B) {
 	}
 }
 
-// benchDisk returns the raw bench disk (cached).
+// benchDisk returns the raw bench disk (cached): /usr and 1 GiB of random
+// data in a benchDiskSize ext4 image.
 func benchDisk(b *testing.B) string {
-	b.Helper()
-	testimages.RequireTools(b, "mkfs.ext4", "qemu-img", "cp")
-	dir := testimages.Get(b, "backup-bench", "v1", func(dir string) error {
-		stage := filepath.Join(dir, "stage")
-		if err := os.Mkdir(stage, 0o755); err != nil {
-			return err
-		}
-		defer os.RemoveAll(stage)
-		for _, d := range []string{"/usr/share", "/usr/bin", "/usr/libexec"} {
-			if _, err := os.Stat(d); err != nil {
-				continue
-			}
-			if _, err := testimages.Run("cp", "-al", d, stage+"/"); err != nil {
-				if _, err := testimages.Run("cp", "-a", d, stage+"/"); err != nil {
-					return err
-				}
-			}
-		}
+	return testimages.BenchUsrImage(b, "backup-bench", benchDiskSize, func(stage string) error {
 		rnd := make([]byte, 1<<30)
 		r := rand.New(rand.NewPCG(5, 6))
 		for i := 0; i < len(rnd); i += 8 {
@@ -58,17 +42,8 @@ func benchDisk(b *testing.B) string {
 				rnd[i+k] = byte(v >> (8 * k))
 			}
 		}
-		if err := os.WriteFile(filepath.Join(stage, "random.bin"), rnd, 0o644); err != nil {
-			return err
-		}
-		img := filepath.Join(dir, "disk.raw")
-		if err := testimages.Truncate(img, benchDiskSize); err != nil {
-			return err
-		}
-		_, err := testimages.Run("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", "-d", stage, img)
-		return err
+		return os.WriteFile(filepath.Join(stage, "random.bin"), rnd, 0o644)
 	})
-	return filepath.Join(dir, "disk.raw")
 }
 
 // settle writes back every dirty page before a timed run.

@@ -11,37 +11,10 @@ import (
 	"github.com/vmmount/vmmount/testimages"
 )
 
-// benchUsrImage is a 2 GiB raw ext4 image holding about 1 GiB of real files
-// (/usr/share, /usr/bin, /usr/libexec, made with mkfs.ext4 -d), the rest
-// holes: realistic data, half the disk.
+// benchUsrImage is the 2 GiB raw ext4 image of /usr (about 1 GiB of data,
+// the rest holes) the conversion benchmarks use.
 func benchUsrImage(b *testing.B) string {
-	b.Helper()
-	testimages.RequireTools(b, "mkfs.ext4", "qemu-img", "cp")
-	dir := testimages.Get(b, "convert-bench-usr", "v1", func(dir string) error {
-		stage := filepath.Join(dir, "stage")
-		if err := os.Mkdir(stage, 0o755); err != nil {
-			return err
-		}
-		defer os.RemoveAll(stage)
-		for _, d := range []string{"/usr/share", "/usr/bin", "/usr/libexec"} {
-			if _, err := os.Stat(d); err != nil {
-				continue
-			}
-			// Hard links when /usr is on the same filesystem, else a copy.
-			if _, err := testimages.Run("cp", "-al", d, stage+"/"); err != nil {
-				if _, err := testimages.Run("cp", "-a", d, stage+"/"); err != nil {
-					return err
-				}
-			}
-		}
-		img := filepath.Join(dir, "usr.raw")
-		if err := testimages.Truncate(img, 2<<30); err != nil {
-			return err
-		}
-		_, err := testimages.Run("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", "-d", stage, img)
-		return err
-	})
-	return filepath.Join(dir, "usr.raw")
+	return testimages.BenchUsrImage(b, "convert-bench-usr", 2<<30, nil)
 }
 
 func requireBench(b *testing.B) {

@@ -173,35 +173,10 @@ func BenchmarkRestoreFiles60k(b *testing.B) {
 		sum.Files, sum.Dirs, sum.Symlinks, sum.Hardlinks, sum.Bytes>>20, destFS, best.Seconds(), bestCp.Seconds(), ratio)
 }
 
-// benchUsrImage is the 2 GiB raw ext4 image of /usr/share, /usr/bin and
-// /usr/libexec (about 1 GiB of data, the rest holes) that imagefmt's
-// conversion benchmarks use (same recipe, same cache entry).
+// benchUsrImage is the image imagefmt's conversion benchmarks use (same
+// recipe, same cache entry).
 func benchUsrImage(b *testing.B) string {
-	testimages.RequireTools(b, "mkfs.ext4", "qemu-img", "cp")
-	dir := testimages.Get(b, "convert-bench-usr", "v1", func(dir string) error {
-		stage := filepath.Join(dir, "stage")
-		if err := os.Mkdir(stage, 0o755); err != nil {
-			return err
-		}
-		defer os.RemoveAll(stage)
-		for _, d := range []string{"/usr/share", "/usr/bin", "/usr/libexec"} {
-			if _, err := os.Stat(d); err != nil {
-				continue
-			}
-			if _, err := testimages.Run("cp", "-al", d, stage+"/"); err != nil {
-				if _, err := testimages.Run("cp", "-a", d, stage+"/"); err != nil {
-					return err
-				}
-			}
-		}
-		img := filepath.Join(dir, "usr.raw")
-		if err := testimages.Truncate(img, 2<<30); err != nil {
-			return err
-		}
-		_, err := testimages.Run("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", "-d", stage, img)
-		return err
-	})
-	return filepath.Join(dir, "usr.raw")
+	return testimages.BenchUsrImage(b, "convert-bench-usr", 2<<30, nil)
 }
 
 // BenchmarkRestoreDiskChain flattens a two-point qcow2 chain (a full point

@@ -105,3 +105,42 @@ func DropCaches() error {
 	Run("sync")
 	return os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
 }
+
+// BenchUsrImage is a raw ext4 image of size bytes made by mkfs.ext4 -d
+// from /usr/share, /usr/bin and /usr/libexec (hard links where /usr is on
+// the same filesystem, else copies), the rest holes: realistic data,
+// cached under key. extra, if set, adds files to the staging directory
+// first.
+func BenchUsrImage(tb testing.TB, key string, size int64, extra func(stage string) error) string {
+	tb.Helper()
+	RequireTools(tb, "mkfs.ext4", "qemu-img", "cp")
+	dir := Get(tb, key, "v2", func(dir string) error {
+		stage := filepath.Join(dir, "stage")
+		if err := os.Mkdir(stage, 0o755); err != nil {
+			return err
+		}
+		defer os.RemoveAll(stage)
+		for _, d := range []string{"/usr/share", "/usr/bin", "/usr/libexec"} {
+			if _, err := os.Stat(d); err != nil {
+				continue
+			}
+			if _, err := Run("cp", "-al", d, stage+"/"); err != nil {
+				if _, err := Run("cp", "-a", d, stage+"/"); err != nil {
+					return err
+				}
+			}
+		}
+		if extra != nil {
+			if err := extra(stage); err != nil {
+				return err
+			}
+		}
+		img := filepath.Join(dir, "image.raw")
+		if err := Truncate(img, size); err != nil {
+			return err
+		}
+		_, err := Run("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", "-d", stage, img)
+		return err
+	})
+	return filepath.Join(dir, "image.raw")
+}
