@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,36 +45,11 @@ func benchDisk(b *testing.B) string {
 	})
 }
 
-// settle writes back every dirty page before a timed run.
-func settle(b *testing.B) {
-	if _, err := testimages.Run("sync"); err != nil {
-		b.Fatal(err)
-	}
-}
-
 // warm reads a file so both tools start from the page cache.
 func warm(b *testing.B, path string) {
 	if _, err := testimages.Run("cat", path); err != nil {
 		b.Fatal(err)
 	}
-}
-
-// qemuConvert times qemu-img convert, plain (cache=unsafe, never synced:
-// its default) and with an fsync of the output after, which is what a
-// backup must do and what vmmount does.
-func qemuConvert(b *testing.B, args ...string) (plain, synced time.Duration) {
-	out := args[len(args)-1]
-	os.Remove(out)
-	settle(b)
-	t0 := time.Now()
-	if o, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
-		b.Fatalf("qemu-img %v: %v\n%s", args, err, o)
-	}
-	plain = time.Since(t0)
-	if o, err := exec.Command("sync", out).CombinedOutput(); err != nil {
-		b.Fatalf("sync: %v\n%s", err, o)
-	}
-	return plain, time.Since(t0)
 }
 
 // rounds is how many times each side of a comparison runs; the best time
@@ -85,7 +59,7 @@ const rounds = 3
 // bestConvert is qemuConvert's best of rounds.
 func bestConvert(b *testing.B, args ...string) (plain, synced time.Duration) {
 	for i := range rounds {
-		p, s := qemuConvert(b, args...)
+		p, s := testimages.QemuConvert(b, args...)
 		if i == 0 || s < synced {
 			plain, synced = p, s
 		}
@@ -114,7 +88,7 @@ func bestBackup(b *testing.B, dir string, src Source, opts Options) (time.Durati
 // timedBackup runs one backup of src and returns its time and point.
 func timedBackup(b *testing.B, r *repo.Repo, src Source, opts Options) (time.Duration, *repo.Point) {
 	b.Helper()
-	settle(b)
+	testimages.Settle(b)
 	t0 := time.Now()
 	res, err := Run(context.Background(), r, src, opts)
 	if err != nil {

@@ -36,42 +36,6 @@ func timeIt(f func() error) (time.Duration, error) {
 	return time.Since(t0), err
 }
 
-// settle writes back every dirty page of the machine before a timed run,
-// so neither tool pays for the other's (or a neighbour's) writeback.
-func settle(b *testing.B) {
-	if _, err := testimages.Run("sync"); err != nil {
-		b.Fatal(err)
-	}
-}
-
-// qemuConvert times qemu-img convert, and the same plus an fsync of its
-// output: qemu-img writes with cache=unsafe by default and never syncs,
-// while Convert syncs, so the synced time is the like-for-like one.
-func qemuConvert(b *testing.B, args ...string) (plain, synced time.Duration) {
-	out := args[len(args)-1]
-	os.Remove(out)
-	settle(b)
-	plain, err := timeIt(func() error {
-		_, err := testimages.Run("qemu-img", args...)
-		return err
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := timeIt(func() error {
-		f, err := os.OpenFile(out, os.O_RDWR, 0)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		return f.Sync()
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return plain, plain + s
-}
-
 func ourConvert(b *testing.B, src, dst string, opts ConvertOptions) time.Duration {
 	os.Remove(dst)
 	img, err := OpenWith(src, Options{Format: FormatRaw})
@@ -79,7 +43,7 @@ func ourConvert(b *testing.B, src, dst string, opts ConvertOptions) time.Duratio
 		b.Fatal(err)
 	}
 	defer img.Close()
-	settle(b)
+	testimages.Settle(b)
 	d, err := timeIt(func() error { return Convert(context.Background(), img, dst, opts) })
 	if err != nil {
 		b.Fatal(err)
@@ -108,7 +72,7 @@ func BenchmarkConvertQcow2(b *testing.B) {
 	var best, bestQ, bestQS time.Duration
 	for range b.N {
 		for round := 0; round < 3; round++ {
-			q, qs := qemuConvert(b, "convert", "-f", "raw", "-O", "qcow2", src, theirs)
+			q, qs := testimages.QemuConvert(b, "convert", "-f", "raw", "-O", "qcow2", src, theirs)
 			os.Remove(theirs)
 			d := ourConvert(b, src, ours, ConvertOptions{Format: "qcow2"})
 			if best == 0 || d < best {
@@ -138,7 +102,7 @@ func BenchmarkConvertCompressed(b *testing.B) {
 	warm(b, src)
 	var d, q, qs time.Duration
 	for range b.N {
-		q, qs = qemuConvert(b, "convert", "-c", "-f", "raw", "-O", "qcow2", src, theirs)
+		q, qs = testimages.QemuConvert(b, "convert", "-c", "-f", "raw", "-O", "qcow2", src, theirs)
 		d = ourConvert(b, src, ours, ConvertOptions{Format: "qcow2", Compression: "zstd"})
 	}
 	qemuCompareBench(b, ours, src)

@@ -33,14 +33,6 @@ func timeIt(f func() error) (time.Duration, error) {
 	return time.Since(t0), err
 }
 
-// settle writes back every dirty page before a timed run, so neither side
-// pays for the other's writeback.
-func settle(b *testing.B) {
-	if _, err := testimages.Run("sync"); err != nil {
-		b.Fatal(err)
-	}
-}
-
 // benchTree60k is an ext4 image of a generated tree of 60,000 regular
 // files (sizes: 80% under 4 KiB, 19% under 32 KiB, 1% up to 512 KiB;
 // about 450 MiB) in 1,200 directories, with 1,000 symlinks and 200
@@ -143,12 +135,12 @@ func BenchmarkRestoreFiles60k(b *testing.B) {
 	for range b.N {
 		for round := range 3 {
 			cpDst, ourDst := filepath.Join(base, fmt.Sprintf("cp%d", round)), filepath.Join(base, fmt.Sprintf("ours%d", round))
-			settle(b)
+			testimages.Settle(b)
 			c, err := timeIt(func() error { _, err := testimages.Run("cp", "-a", mnt, cpDst); return err })
 			if err != nil {
 				b.Fatal(err)
 			}
-			settle(b)
+			testimages.Settle(b)
 			d, err := timeIt(func() error {
 				var err error
 				sum, err = RestoreFiles(context.Background(), ourDst, items, FilesOptions{Owners: true, Xattrs: true})
@@ -228,7 +220,7 @@ func BenchmarkRestoreDiskChain(b *testing.B) {
 	for range b.N {
 		for range 3 {
 			os.Remove(theirs)
-			settle(b)
+			testimages.Settle(b)
 			q, err := timeIt(func() error { _, err := testimages.Run("qemu-img", "convert", "-O", "raw", d.Path, theirs); return err })
 			if err != nil {
 				b.Fatal(err)
@@ -242,7 +234,7 @@ func BenchmarkRestoreDiskChain(b *testing.B) {
 				return f.Sync()
 			})
 			os.Remove(ours)
-			settle(b)
+			testimages.Settle(b)
 			o, err := timeIt(func() error { _, err := RestoreDisk(context.Background(), d, ours, DiskOptions{}); return err })
 			if err != nil {
 				b.Fatal(err)

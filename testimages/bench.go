@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Benchmark images, shared by the fsread, mount and restore benchmarks
@@ -143,4 +144,38 @@ func BenchUsrImage(tb testing.TB, key string, size int64, extra func(stage strin
 		return err
 	})
 	return filepath.Join(dir, "image.raw")
+}
+
+// Settle writes back every dirty page before a timed run, so neither side
+// of a comparison pays for the other's (or a neighbour's) writeback.
+func Settle(tb testing.TB) {
+	tb.Helper()
+	if _, err := Run("sync"); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// QemuConvert times `qemu-img args...` (a convert whose last argument is
+// the output, removed first): plain, as qemu-img runs by default (it never
+// syncs its output), and synced, plus an fsync of the output, which is
+// what vmmount does and so the like-for-like time.
+func QemuConvert(tb testing.TB, args ...string) (plain, synced time.Duration) {
+	tb.Helper()
+	out := args[len(args)-1]
+	os.Remove(out)
+	Settle(tb)
+	t0 := time.Now()
+	if _, err := Run("qemu-img", args...); err != nil {
+		tb.Fatal(err)
+	}
+	plain = time.Since(t0)
+	f, err := os.OpenFile(out, os.O_RDWR, 0)
+	if err == nil {
+		err = f.Sync()
+		f.Close()
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return plain, time.Since(t0)
 }
