@@ -58,6 +58,29 @@ func readScratchState(dir string) (scratchState, error) {
 	return st, json.Unmarshal(b, &st)
 }
 
+// scratchBase is where the domain's scratch directories go.
+func (s *Domain) scratchBase() string {
+	if s.ScratchDir != "" {
+		return s.ScratchDir
+	}
+	return DefaultScratchDir
+}
+
+// newScratchDir makes a scratch directory recording st and this process as
+// its owner, for the guard or the next backup to heal from if this one
+// dies; u removes it.
+func (s *Domain) newScratchDir(u *undoStack, st scratchState) (string, error) {
+	dir, err := os.MkdirTemp(s.scratchBase(), scratchDirPrefix)
+	if err != nil {
+		return "", err
+	}
+	u.push("removing "+dir, func(context.Context) error { return os.RemoveAll(dir) })
+	if err := writeOwner(dir); err != nil {
+		return "", err
+	}
+	return dir, writeScratchState(dir, st)
+}
+
 func writeOwner(dir string) error {
 	return os.WriteFile(filepath.Join(dir, ownerFile), []byte(fmt.Sprintf("%d %s\n", os.Getpid(), procStart(os.Getpid()))), 0o600)
 }
@@ -103,11 +126,7 @@ func procStart(pid int) string {
 // returns what it did.
 func (s *Domain) recoverLeftovers(ctx context.Context) ([]string, error) {
 	var did []string
-	base := s.ScratchDir
-	if base == "" {
-		base = DefaultScratchDir
-	}
-	dirs, _ := filepath.Glob(filepath.Join(base, scratchDirPrefix+"*"))
+	dirs, _ := filepath.Glob(filepath.Join(s.scratchBase(), scratchDirPrefix+"*"))
 	for _, dir := range dirs {
 		st, err := readScratchState(dir)
 		if err != nil || st.Domain != s.vm.UUID {

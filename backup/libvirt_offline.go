@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
@@ -104,19 +103,7 @@ func (o *offlineSession) shutdown(ctx context.Context) error {
 	}
 	// Recorded first, so that a guard or the next backup starts the VM
 	// again if this process dies (kill -9) while it is down.
-	base := s.ScratchDir
-	if base == "" {
-		base = DefaultScratchDir
-	}
-	dir, err := os.MkdirTemp(base, scratchDirPrefix)
-	if err != nil {
-		return err
-	}
-	o.u.push("removing "+dir, func(context.Context) error { return os.RemoveAll(dir) })
-	if err := writeOwner(dir); err != nil {
-		return err
-	}
-	if err := writeScratchState(dir, scratchState{Domain: s.vm.UUID, Name: s.vm.Name, ShutDown: true}); err != nil {
+	if _, err := s.newScratchDir(&o.u, scratchState{Domain: s.vm.UUID, Name: s.vm.Name, ShutDown: true}); err != nil {
 		return err
 	}
 	o.restart = o.u.push("starting "+s.vm.Name+" again", o.start)

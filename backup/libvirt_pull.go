@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -92,22 +91,11 @@ func (s *Domain) beginPull(ctx context.Context, req CaptureRequest, mode string)
 	// The NBD socket and the scratch files (where QEMU keeps the old
 	// content of blocks the guest overwrites during the copy: at most
 	// what it writes meanwhile) live in a directory of their own.
-	base := s.ScratchDir
-	if base == "" {
-		base = DefaultScratchDir
-	}
-	dir, err := os.MkdirTemp(base, "vmmount-nbd-")
-	if err != nil {
+	p.state = scratchState{Domain: s.vm.UUID, Name: s.vm.Name}
+	if p.dir, err = s.newScratchDir(&p.u, p.state); err != nil {
 		return nil, err
 	}
-	p.u.push("removing "+dir, func(context.Context) error { return os.RemoveAll(dir) })
-	if err := writeOwner(dir); err != nil {
-		return nil, err
-	}
-	p.dir, p.state = dir, scratchState{Domain: s.vm.UUID, Name: s.vm.Name}
-	if err := writeScratchState(dir, p.state); err != nil {
-		return nil, err
-	}
+	dir := p.dir
 	sock := filepath.Join(dir, socketName)
 
 	var cpXML string
