@@ -112,6 +112,12 @@ func (s *Domain) Begin(ctx context.Context, req CaptureRequest) (Session, error)
 	if _, err := s.Open(ctx); err != nil {
 		return nil, err
 	}
+	// What a killed backup left (frozen, paused, shut down, a job) is
+	// put right first, so the state read next is the VM's own.
+	healed, err := s.recoverLeftovers(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if err := s.h.do(ctx, false, func(l *libvirt.Libvirt) error {
 		st, _, err := l.DomainGetState(s.dom, 0)
 		s.state = libvirt.DomainState(st)
@@ -125,7 +131,7 @@ func (s *Domain) Begin(ctx context.Context, req CaptureRequest) (Session, error)
 		if mode == ModePause || mode == ModeSnapshot {
 			s.notify("%s is shut off: backing it up offline", s.vm.Name)
 		}
-		return s.beginOffline(ctx, req, false)
+		return s.beginOffline(ctx, req, false, healed)
 	case libvirt.DomainRunning, libvirt.DomainPaused:
 	default:
 		return nil, fmt.Errorf("%w: %s is %s", ErrVMState, s.vm.Name, virt.StateName(s.state))
@@ -135,12 +141,12 @@ func (s *Domain) Begin(ctx context.Context, req CaptureRequest) (Session, error)
 		if !s.Shutdown {
 			return nil, fmt.Errorf("%w: %s is %s; an offline backup needs it shut off (--shutdown shuts it down and starts it again)", ErrVMState, s.vm.Name, virt.StateName(s.state))
 		}
-		return s.beginOffline(ctx, req, true)
+		return s.beginOffline(ctx, req, true, healed)
 	case ModePause, ModeSnapshot, ModeAuto:
 		if mode == ModeAuto {
 			mode = ModeSnapshot
 		}
-		return s.beginPull(ctx, req, mode)
+		return s.beginPull(ctx, req, mode, healed)
 	}
 	return nil, fmt.Errorf("backup mode %q: want offline, pause or snapshot", mode)
 }

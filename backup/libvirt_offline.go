@@ -27,18 +27,14 @@ type offlineSession struct {
 	downAt  time.Time
 }
 
-func (s *Domain) beginOffline(ctx context.Context, req CaptureRequest, shutdown bool) (_ Session, err error) {
+func (s *Domain) beginOffline(ctx context.Context, req CaptureRequest, shutdown bool, healed []string) (_ Session, err error) {
 	o := &offlineSession{s: s}
+	o.report.Warnings = healed
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, o.u.runAll(ctx))
 		}
 	}()
-	healed, err := s.recoverLeftovers(ctx)
-	o.report.Warnings = append(o.report.Warnings, healed...)
-	if err != nil {
-		return nil, err
-	}
 	if shutdown {
 		if err := o.shutdown(ctx); err != nil {
 			return nil, err

@@ -62,18 +62,14 @@ const (
 // the scratch files grow with what the guest writes during the copy.
 const DefaultScratchDir = "/var/tmp"
 
-func (s *Domain) beginPull(ctx context.Context, req CaptureRequest, mode string) (_ Session, err error) {
+func (s *Domain) beginPull(ctx context.Context, req CaptureRequest, mode string, healed []string) (_ Session, err error) {
 	p := &pullSession{s: s, mode: mode, consistency: repo.ConsistencyCrash, stopWait: make(chan struct{})}
+	p.report.Warnings = healed
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, p.u.runAll(ctx))
 		}
 	}()
-	healed, err := s.recoverLeftovers(ctx)
-	p.report.Warnings = append(p.report.Warnings, healed...)
-	if err != nil {
-		return nil, err
-	}
 	_, d, err := s.domainXML(ctx, 0)
 	if err != nil {
 		return nil, err
