@@ -6,23 +6,12 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vmmount/vmmount/internal/qemulock"
 )
 
-// QEMU coordinates the users of an image with shared OFD locks on single
-// bytes of the file (block/file-posix.c, raw_apply_lock_bytes): a process
-// holds byte 100+p while it uses permission p and byte 200+p while it does
-// not share it with others; p is 0 for consistent read and 1 for write. A
-// QEMU that starts a VM on the image wants write and does not share it, so
-// it refuses to start while someone holds byte 101 or 201; and it holds
-// them itself while it runs.
-const (
-	lockPermRead     = 100
-	lockPermWrite    = 101
-	lockUnshareWrite = 201
-)
-
-// imageLock holds an image file open with QEMU's locks for a writer that
-// shares nothing: no QEMU can start the VM meanwhile.
+// imageLock holds the image with QEMU's locks (package qemulock) for a
+// writer that shares nothing: no QEMU can start the VM meanwhile.
 type imageLock struct {
 	f    *os.File
 	excl *os.File // a block device opened O_EXCL
@@ -41,32 +30,24 @@ func lockImage(path string, rw bool) (*imageLock, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, b := range []int64{lockPermRead, lockPermWrite, lockUnshareWrite} {
-		lk := unix.Flock_t{Type: unix.F_RDLCK, Start: b, Len: 1}
-		if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
-			f.Close()
-			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
-				// No OFD locks on this filesystem: nothing to
-				// coordinate with; the libvirt checks remain.
-				return lockImage0(path, flag)
-			}
-			return nil, refusef("%s is in use: a running VM or another program holds its lock (%v)", path, err)
+	if err := qemulock.Hold(f, qemulock.PermRead, qemulock.PermWrite, qemulock.UnshareWrite); err != nil {
+		f.Close()
+		if errors.Is(err, qemulock.ErrUnsupported) {
+			// Nothing to coordinate with; the libvirt checks remain.
+			return lockImage0(path, flag)
 		}
+		return nil, refusef("%s is in use: a running VM or another program holds its lock (%v)", path, err)
 	}
-	for _, b := range []int64{lockPermWrite, lockUnshareWrite} {
-		lk := unix.Flock_t{Type: unix.F_WRLCK, Start: b, Len: 1}
-		if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("%s: testing image locks: %w", path, err)
-		}
-		if lk.Type != unix.F_UNLCK {
-			f.Close()
-			what := "writes to it"
-			if b == lockUnshareWrite {
-				what = "does not let others write to it"
-			}
-			return nil, refusef("%s is in use: another process (a running VM, a backup) %s", path, what)
-		}
+	switch b, err := qemulock.Held(f, qemulock.PermWrite, qemulock.UnshareWrite); {
+	case err != nil:
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	case b == qemulock.PermWrite:
+		f.Close()
+		return nil, refusef("%s is in use: another process (a running VM, a backup) writes to it", path)
+	case b == qemulock.UnshareWrite:
+		f.Close()
+		return nil, refusef("%s is in use: another process (a running VM, a backup) does not let others write to it", path)
 	}
 	lk := &imageLock{f: f, path: path}
 	if err := lk.claimDevice(); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vmmount/vmmount/imagefmt/raw"
 	"github.com/vmmount/vmmount/imagefmt/vdisk"
+	"github.com/vmmount/vmmount/internal/qemulock"
 )
 
 // RW is an existing qcow2 image open for in-place reads and writes: what
@@ -169,34 +170,21 @@ func (rw *RW) refuse() error {
 }
 
 // lockForWrite takes QEMU's image locks the way a QEMU writer does
-// (block/file-posix.c: byte 100+p is held by users of permission p, byte
-// 200+p by those that do not share it; OFD locks, shared): consistent read
-// and write used, write not shared. It refuses the image when another
-// process uses the write permission or refuses to share it, as a running VM
-// does, or another RW.
+// (package qemulock): consistent read and write used, write not shared. It
+// refuses the image when another process uses the write permission or
+// refuses to share it, as a running VM does, or another RW.
 func lockForWrite(f *os.File, name string) error {
-	const (
-		permRead    = 100 // consistent read
-		permWrite   = 101
-		unshareWrit = 201
-	)
-	for _, b := range []int64{permRead, permWrite, unshareWrit} {
-		lk := unix.Flock_t{Type: unix.F_RDLCK, Start: b, Len: 1}
-		if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
-			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
-				return nil // no OFD locks here: nothing to coordinate with
-			}
-			return fmt.Errorf("%s: image is in use (locked by a running QEMU or another writer): %w", name, err)
+	if err := qemulock.Hold(f, qemulock.PermRead, qemulock.PermWrite, qemulock.UnshareWrite); err != nil {
+		if errors.Is(err, qemulock.ErrUnsupported) {
+			return nil // nothing to coordinate with
 		}
+		return fmt.Errorf("%s: image is in use (locked by a running QEMU or another writer): %w", name, err)
 	}
-	for _, b := range []int64{permWrite, unshareWrit} {
-		lk := unix.Flock_t{Type: unix.F_WRLCK, Start: b, Len: 1}
-		if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk); err != nil {
-			return fmt.Errorf("%s: testing image locks: %w", name, err)
-		}
-		if lk.Type != unix.F_UNLCK {
-			return fmt.Errorf("%s: image is in use (a running QEMU or another writer holds its write lock)", name)
-		}
+	switch b, err := qemulock.Held(f, qemulock.PermWrite, qemulock.UnshareWrite); {
+	case err != nil:
+		return fmt.Errorf("%s: %w", name, err)
+	case b != 0:
+		return fmt.Errorf("%s: image is in use (a running QEMU or another writer holds its write lock)", name)
 	}
 	return nil
 }
