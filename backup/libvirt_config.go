@@ -6,9 +6,9 @@ import (
 	"os"
 
 	"github.com/digitalocean/go-libvirt"
-	"libvirt.org/go/libvirtxml"
 
 	"github.com/vmmount/vmmount/backup/repo"
+	"github.com/vmmount/vmmount/internal/virt"
 )
 
 // Names of the configuration files in a point.
@@ -50,7 +50,7 @@ func (s *Domain) saveDomainConfig(ctx context.Context, dir string) (repo.Config,
 		path, name string
 		field      *string
 	}{
-		{nvramPath(d.OS), nvramFile, &c.NVRAM},
+		{virt.NVRAMPath(d.OS), nvramFile, &c.NVRAM},
 		{d.OS.Kernel, kernelFile, &c.Kernel},
 		{d.OS.Initrd, initrdFile, &c.Initrd},
 	} {
@@ -67,17 +67,4 @@ func (s *Domain) saveDomainConfig(ctx context.Context, dir string) (repo.Config,
 		*f.field = f.name
 	}
 	return c, nil
-}
-
-func nvramPath(os *libvirtxml.DomainOS) string {
-	if os.NVRam == nil {
-		return ""
-	}
-	if os.NVRam.NVRam != "" {
-		return os.NVRam.NVRam
-	}
-	if os.NVRam.Source != nil && os.NVRam.Source.File != nil {
-		return os.NVRam.Source.File.File
-	}
-	return ""
 }

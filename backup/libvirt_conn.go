@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -38,15 +37,9 @@ type hypervisor struct {
 // connectLibvirt opens uri, which must name this host's hypervisor: the
 // disks are read here (pull-mode NBD over a Unix socket, image files).
 func connectLibvirt(ctx context.Context, uri string) (*hypervisor, error) {
-	if uri == "" {
-		uri = DefaultURI
-	}
-	u, err := url.Parse(uri)
+	u, err := virt.LocalURI(uri, "vmmount backs up VMs of this host")
 	if err != nil {
-		return nil, fmt.Errorf("libvirt URI %q: %w", uri, err)
-	}
-	if u.Host != "" || strings.Contains(u.Scheme, "+") && !strings.HasSuffix(u.Scheme, "+unix") {
-		return nil, fmt.Errorf("libvirt URI %q: vmmount backs up VMs of this host; use a local URI such as qemu:///system", uri)
+		return nil, err
 	}
 	h := &hypervisor{uri: u}
 	if _, err := h.conn(ctx, false); err != nil {

@@ -3,7 +3,6 @@ package inject
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -33,16 +32,11 @@ type hypervisor struct {
 // dialLibvirt connects to uri, which must be this host's hypervisor: the
 // images are written here.
 func dialLibvirt(ctx context.Context, uri string) (*hypervisor, error) {
-	if uri == "" {
-		uri = DefaultURI
-	}
-	u, err := url.Parse(uri)
+	u, err := virt.LocalURI(uri, "inject writes the images of this host's VMs")
 	if err != nil {
-		return nil, fmt.Errorf("libvirt URI %q: %w", uri, err)
+		return nil, err
 	}
-	if u.Host != "" || strings.Contains(u.Scheme, "+") && !strings.HasSuffix(u.Scheme, "+unix") {
-		return nil, fmt.Errorf("libvirt URI %q: inject writes the images of this host's VMs; use a local URI such as qemu:///system", uri)
-	}
+	uri = u.String()
 	l, err := virt.Dial(ctx, u)
 	if err != nil {
 		if err == ctx.Err() {

@@ -10,6 +10,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/vmmount/vmmount/imagefmt"
+	"github.com/vmmount/vmmount/internal/virt"
 )
 
 // firstDiskDir is the directory of the domain's first file disk.
@@ -101,7 +102,7 @@ func planFiles(p *Point, dom *libvirtxml.Domain, name, dir string) ([]filePlan, 
 		return nil, nil, nil
 	}
 	if c.NVRAM != "" && dom.OS.NVRam != nil {
-		orig := nvramPath(dom.OS)
+		orig := virt.NVRAMPath(dom.OS)
 		dst := orig
 		if dir != "" || dst == "" {
 			if dir == "" {
@@ -138,19 +139,6 @@ func planFiles(p *Point, dom *libvirtxml.Domain, name, dir string) ([]filePlan, 
 		}
 	}
 	return plans, warns, nil
-}
-
-func nvramPath(os *libvirtxml.DomainOS) string {
-	if os.NVRam == nil {
-		return ""
-	}
-	if os.NVRam.NVRam != "" {
-		return os.NVRam.NVRam
-	}
-	if os.NVRam.Source != nil && os.NVRam.Source.File != nil {
-		return os.NVRam.Source.File.File
-	}
-	return ""
 }
 
 // checkTargets refuses existing targets unless replace, and returns those

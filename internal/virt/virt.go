@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/digitalocean/go-libvirt"
+	"libvirt.org/go/libvirtxml"
 )
 
 // DefaultURI is the libvirt connection used unless told otherwise.
@@ -80,4 +81,35 @@ func StateName(s libvirt.DomainState) string {
 		return "suspended by the guest"
 	}
 	return fmt.Sprintf("in state %d", s)
+}
+
+// LocalURI parses uri ("" for DefaultURI), which must name this host's
+// hypervisor (no host, no remote transport): the caller reads or writes
+// its disks here. why says so in the error.
+func LocalURI(uri, why string) (*url.URL, error) {
+	if uri == "" {
+		uri = DefaultURI
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		return nil, fmt.Errorf("libvirt URI %q: %w", uri, err)
+	}
+	if u.Host != "" || strings.Contains(u.Scheme, "+") && !strings.HasSuffix(u.Scheme, "+unix") {
+		return nil, fmt.Errorf("libvirt URI %q: %s; use a local URI such as qemu:///system", uri, why)
+	}
+	return u, nil
+}
+
+// NVRAMPath is the file holding a domain's UEFI variables, "" if none.
+func NVRAMPath(os *libvirtxml.DomainOS) string {
+	if os == nil || os.NVRam == nil {
+		return ""
+	}
+	if os.NVRam.NVRam != "" {
+		return os.NVRam.NVRam
+	}
+	if os.NVRam.Source != nil && os.NVRam.Source.File != nil {
+		return os.NVRam.Source.File.File
+	}
+	return ""
 }
