@@ -164,7 +164,7 @@ func (f *FS) useSuper(sb *disklayout.Superblock) error {
 	f.unsignedH = sb.Flags&disklayout.FlagsUnsignedHash != 0
 	f.casefold = sb.HasIncompat(disklayout.IncompatCasefold)
 	f.strictFold = sb.EncodingFlags&disklayout.EncodingStrict != 0
-	f.fsType = fsTypeOf(sb)
+	f.fsType = sb.Flavour()
 	f.setLabel(f.fsType)
 	if f.gdtBase == 0 {
 		// The descriptor table follows the primary superblock's block.
@@ -174,18 +174,4 @@ func (f *FS) useSuper(sb *disklayout.Superblock) error {
 		}
 	}
 	return nil
-}
-
-// fsTypeOf names the flavour as blkid does: ext4 when any feature ext3
-// lacks is set, else ext3 with a journal, else ext2.
-func fsTypeOf(sb *disklayout.Superblock) string {
-	const ext3Incompat = disklayout.IncompatFiletype | disklayout.IncompatRecover | disklayout.IncompatMetaBg
-	const ext3RoCompat = disklayout.RoCompatSparseSuper | disklayout.RoCompatLargeFile | disklayout.RoCompatBtreeDir
-	switch {
-	case sb.FeatureIncompat&^ext3Incompat != 0 || sb.FeatureRoCompat&^ext3RoCompat != 0:
-		return "ext4"
-	case sb.HasCompat(disklayout.CompatHasJournal):
-		return "ext3"
-	}
-	return "ext2"
 }

@@ -117,7 +117,7 @@ func Open(dev Device, size int64, opts Options) (*FS, error) {
 		return nil, f.corrupt("no ext2/3/4 superblock (bad magic %#x)", sb.Magic)
 	}
 	f.sb, f.sbRaw = sb, raw
-	f.label = fsTypeOf(sb)
+	f.label = sb.Flavour()
 	if opts.Name != "" {
 		f.label += " " + opts.Name
 	}
@@ -341,20 +341,6 @@ func (f *FS) BlockSize() int { return f.bs }
 
 // Label names the filesystem in messages ("ext4 p1").
 func (f *FS) Label() string { return f.label }
-
-// fsTypeOf names the flavour as blkid does: ext4 when any feature ext3
-// lacks is set, else ext3 with a journal, else ext2.
-func fsTypeOf(sb *disklayout.Superblock) string {
-	const ext3Incompat = disklayout.IncompatFiletype | disklayout.IncompatRecover | disklayout.IncompatMetaBg
-	const ext3RoCompat = disklayout.RoCompatSparseSuper | disklayout.RoCompatLargeFile | disklayout.RoCompatBtreeDir
-	switch {
-	case sb.FeatureIncompat&^ext3Incompat != 0 || sb.FeatureRoCompat&^ext3RoCompat != 0:
-		return "ext4"
-	case sb.HasCompat(disklayout.CompatHasJournal):
-		return "ext3"
-	}
-	return "ext2"
-}
 
 func randomU32() uint32 {
 	var b [4]byte

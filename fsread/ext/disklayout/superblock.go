@@ -321,3 +321,17 @@ func (s *Superblock) GroupHasSuper(g uint64) bool {
 	}
 	return false
 }
+
+// Flavour names the filesystem as blkid does: ext4 when any feature ext3
+// lacks is set, else ext3 with a journal, else ext2.
+func (s *Superblock) Flavour() string {
+	const ext3Incompat = IncompatFiletype | IncompatRecover | IncompatMetaBg
+	const ext3RoCompat = RoCompatSparseSuper | RoCompatLargeFile | RoCompatBtreeDir
+	switch {
+	case s.FeatureIncompat&^ext3Incompat != 0 || s.FeatureRoCompat&^ext3RoCompat != 0:
+		return "ext4"
+	case s.HasCompat(CompatHasJournal):
+		return "ext3"
+	}
+	return "ext2"
+}
