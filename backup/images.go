@@ -2,8 +2,6 @@ package backup
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -102,45 +100,27 @@ func (s *imagesSession) End(ctx context.Context, ok bool) error {
 	return errors.Join(errs...)
 }
 
-func (s *imagesSession) SaveConfig(ctx context.Context, dir string) (repo.Config, error) {
-	var c repo.Config
+func (s *imagesSession) SaveConfig(ctx context.Context, out *configOut) error {
 	if s.src.Config == "" {
-		return c, nil
+		return nil
 	}
 	b, err := os.ReadFile(s.src.Config)
 	if err != nil {
-		return c, err
+		return err
 	}
 	name := filepath.Base(s.src.Config)
 	var dom libvirtxml.Domain
 	if dom.Unmarshal(string(b)) == nil {
 		name = domainXMLFile
-		c.DomainXML = name
+		out.c.DomainXML = name
 	} else if repo.CheckVMName(name) != nil || name == repo.ManifestFile {
 		name = "config"
 	}
-	if err := saveFile(dir, name, b, &c); err != nil {
-		return c, err
-	}
-	return c, nil
+	return out.bytes(name, b)
 }
 
 // domainXMLFile is the domain XML's name in a point.
 const domainXMLFile = "domain.xml"
-
-// saveFile writes a configuration file into the point and records its
-// digest.
-func saveFile(dir, name string, b []byte, c *repo.Config) error {
-	if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-		return err
-	}
-	if c.Files == nil {
-		c.Files = map[string]string{}
-	}
-	sum := sha256.Sum256(b)
-	c.Files[name] = hex.EncodeToString(sum[:])
-	return nil
-}
 
 // imageAllocation lists the data ranges of an image's guest view.
 func imageAllocation(img imagefmt.Image) func(off, n int64) ([]Range, error) {

@@ -3,11 +3,9 @@ package backup
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/digitalocean/go-libvirt"
 
-	"github.com/vmmount/vmmount/backup/repo"
 	"github.com/vmmount/vmmount/internal/virt"
 )
 
@@ -18,18 +16,18 @@ const (
 	initrdFile = "initrd.img"
 )
 
-// saveDomainConfig writes the domain XML (the persistent definition with
+// saveDomainConfig saves the domain XML (the persistent definition with
 // its secrets when the domain is defined, else the live one), and the
-// NVRAM and direct-boot kernel and initrd it uses, into dir.
-func (s *Domain) saveDomainConfig(ctx context.Context, dir string) (repo.Config, error) {
-	var c repo.Config
+// NVRAM and direct-boot kernel and initrd it uses.
+func (s *Domain) saveDomainConfig(ctx context.Context, out *configOut) error {
+	c := &out.c
 	var persistent int32
 	if err := s.h.do(ctx, false, func(l *libvirt.Libvirt) error {
 		var err error
 		persistent, err = l.DomainIsPersistent(s.dom)
 		return err
 	}); err != nil {
-		return c, s.vmErr(err)
+		return s.vmErr(err)
 	}
 	flags := libvirt.DomainXMLSecure
 	if persistent == 1 {
@@ -37,14 +35,14 @@ func (s *Domain) saveDomainConfig(ctx context.Context, dir string) (repo.Config,
 	}
 	x, d, err := s.domainXML(ctx, flags)
 	if err != nil {
-		return c, err
+		return err
 	}
-	if err := saveFile(dir, domainXMLFile, []byte(x), &c); err != nil {
-		return c, err
+	if err := out.bytes(domainXMLFile, []byte(x)); err != nil {
+		return err
 	}
 	c.DomainXML = domainXMLFile
 	if d.OS == nil {
-		return c, nil
+		return nil
 	}
 	for _, f := range []struct {
 		path, name string
@@ -57,14 +55,10 @@ func (s *Domain) saveDomainConfig(ctx context.Context, dir string) (repo.Config,
 		if f.path == "" {
 			continue
 		}
-		b, err := os.ReadFile(f.path)
-		if err != nil {
-			return c, fmt.Errorf("domain %s uses %s: %w", s.vm.Name, f.path, err)
-		}
-		if err := saveFile(dir, f.name, b, &c); err != nil {
-			return c, err
+		if err := out.file(f.name, f.path); err != nil {
+			return fmt.Errorf("domain %s uses %s: %w", s.vm.Name, f.path, err)
 		}
 		*f.field = f.name
 	}
-	return c, nil
+	return nil
 }

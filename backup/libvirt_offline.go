@@ -187,8 +187,8 @@ func (o *offlineSession) Consistency() string   { return repo.ConsistencyOffline
 func (o *offlineSession) Disks() []*CaptureDisk { return o.disks }
 func (o *offlineSession) Report() SessionReport { return o.report }
 
-func (o *offlineSession) SaveConfig(ctx context.Context, dir string) (repo.Config, error) {
-	return o.s.saveDomainConfig(ctx, dir)
+func (o *offlineSession) SaveConfig(ctx context.Context, out *configOut) error {
+	return o.s.saveDomainConfig(ctx, out)
 }
 
 func (o *offlineSession) End(ctx context.Context, ok bool) error {

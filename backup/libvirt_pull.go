@@ -418,8 +418,8 @@ func (p *pullSession) Consistency() string   { return p.consistency }
 func (p *pullSession) Disks() []*CaptureDisk { return p.disks }
 func (p *pullSession) Report() SessionReport { return p.report }
 
-func (p *pullSession) SaveConfig(ctx context.Context, dir string) (repo.Config, error) {
-	return p.s.saveDomainConfig(ctx, dir)
+func (p *pullSession) SaveConfig(ctx context.Context, out *configOut) error {
+	return p.s.saveDomainConfig(ctx, out)
 }
 
 func (p *pullSession) End(ctx context.Context, ok bool) error {

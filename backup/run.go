@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 
 	"github.com/vmmount/vmmount/backup/repo"
 	"github.com/vmmount/vmmount/imagefmt"
@@ -82,15 +81,12 @@ func Run(ctx context.Context, r *repo.Repo, src Source, opts Options) (res *Resu
 		return nil, ErrNoDisks
 	}
 	// The configuration is saved while the disks are copied.
-	type configResult struct {
-		c   repo.Config
-		err error
+	cfg := &configOut{dir: part.Dir}
+	if prev, err := r.Latest(vm.Name); err == nil {
+		cfg.prev = prev
 	}
-	cfgc := make(chan configResult, 1)
-	go func() {
-		c, err := sess.SaveConfig(ctx, part.Dir)
-		cfgc <- configResult{c, err}
-	}()
+	cfgc := make(chan error, 1)
+	go func() { cfgc <- sess.SaveConfig(ctx, cfg) }()
 	usedParent := false
 	var copyErr error
 	for _, cd := range sess.Disks() {
@@ -102,15 +98,14 @@ func Run(ctx context.Context, r *repo.Repo, src Source, opts Options) (res *Resu
 		usedParent = usedParent || used
 		m.Disks = append(m.Disks, *d)
 	}
-	cfg := <-cfgc
+	cfgErr := <-cfgc
 	if copyErr != nil {
 		return nil, copyErr
 	}
-	if cfg.err != nil {
-		return nil, fmt.Errorf("saving the VM configuration: %w", cfg.err)
+	if cfgErr != nil {
+		return nil, fmt.Errorf("saving the VM configuration: %w", cfgErr)
 	}
 	m.Config = cfg.c
-	linkUnchanged(part, r, vm.Name, m.Config)
 
 	// The copy is complete: release the VM before the (fsync-heavy)
 	// publication. An error here is the VM's, not the point's: the point
@@ -202,25 +197,3 @@ func captureDisk(ctx context.Context, part *repo.Partial, cd *CaptureDisk, paren
 }
 
 func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
-
-// linkUnchanged replaces configuration files equal to the latest point's
-// (a direct-boot kernel and initrd are tens of MiB each) by hard links to
-// them. It is only a saving: any failure leaves the copy.
-func linkUnchanged(part *repo.Partial, r *repo.Repo, vm string, c repo.Config) {
-	prev, err := r.Latest(vm)
-	if err != nil {
-		return
-	}
-	for name, sum := range c.Files {
-		if prev.Manifest.Config.Files[name] != sum {
-			continue
-		}
-		tmp := part.Path("." + name + ".link")
-		if os.Link(prev.Path(name), tmp) != nil {
-			continue
-		}
-		if os.Rename(tmp, part.Path(name)) != nil {
-			os.Remove(tmp)
-		}
-	}
-}

@@ -36,9 +36,9 @@ type Session interface {
 	Mode() string
 	Consistency() string
 	Disks() []*CaptureDisk
-	// SaveConfig writes the VM configuration into dir (the partial point)
-	// and describes it for the manifest.
-	SaveConfig(ctx context.Context, dir string) (repo.Config, error)
+	// SaveConfig saves the VM configuration into out (the partial point),
+	// which describes it for the manifest.
+	SaveConfig(ctx context.Context, out *configOut) error
 	// End releases the VM: ends the backup job, thaws, resumes, starts it
 	// again. It is called exactly once, on every path, with a context that
 	// is not cancelled; ok says whether every disk was copied (if not, a
