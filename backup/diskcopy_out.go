@@ -58,7 +58,7 @@ func (o *rawOut) write(j *copyJob) error {
 		if cl.Kind != qcow2.ClusterData && cl.Kind != qcow2.ClusterCompressed {
 			continue
 		}
-		blk := j.data[int64(k)*blockSize : int64(k+1)*blockSize]
+		blk := j.blocks[k]
 		end := min(blockSize, o.size-(base+int64(k)*blockSize))
 		for p := int64(0); p < end; {
 			if isZero(blk[p:min(p+rawPage, end)]) {

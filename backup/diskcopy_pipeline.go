@@ -72,9 +72,9 @@ func faultErr(err *error) {
 // copyJob is one chunk: blocks [first, first+n).
 type copyJob struct {
 	first, n int64
-	reads    []Range // absolute, within the chunk, sorted
-	buf      []byte  // n blocks (nil when nothing is read)
-	data     []byte  // the chunk's bytes: buf, or the source's mapping
+	reads    []Range  // absolute, within the chunk, sorted
+	buf      []byte   // room for n blocks (nil when nothing is read)
+	blocks   [][]byte // each read block's bytes (in buf or the source's mapping); nil if not read
 	clusters []qcow2.Cluster
 	cbuf     []byte
 	scratch  []byte
@@ -224,24 +224,39 @@ func (c *copier) write(j *copyJob) (err error) {
 // is stored.
 func (c *copier) process(j *copyJob, comp *qcow2.Compressor) error {
 	base := j.first * blockSize
-	j.data = j.buf
-	if j.buf != nil && base+int64(len(j.buf)) <= int64(len(c.mapped)) {
-		j.data = c.mapped[base : base+int64(len(j.buf))]
-	} else if j.buf != nil {
-		// Only read blocks are used; past the end of the disk the last
-		// cluster must read as zeros.
-		if end := c.size - base; end < int64(len(j.buf)) {
-			clear(j.buf[end:])
-		}
+	if cap(j.blocks) < int(j.n) {
+		j.blocks = make([][]byte, j.n)
+	}
+	j.blocks = j.blocks[:j.n]
+	clear(j.blocks)
+	switch {
+	case j.buf == nil:
+	case base+j.n*blockSize <= int64(len(c.mapped)):
 		for _, r := range j.reads {
-			dst := j.buf[r.Off-base : r.Off-base+r.Len]
-			n, err := c.spec.src.ReadAt(dst, r.Off)
+			for off := r.Off; off < r.Off+r.Len; off += blockSize {
+				j.blocks[(off-base)/blockSize] = c.mapped[off : off+blockSize]
+			}
+		}
+	default:
+		// The ranges are read one after the other into the start of the
+		// buffer: a chunk with a few changed blocks touches a few blocks
+		// of memory, not the whole buffer.
+		pos := int64(0)
+		for _, r := range j.reads {
+			nb := (r.Len + blockSize - 1) / blockSize
+			dst := j.buf[pos : pos+nb*blockSize]
+			n, err := c.spec.src.ReadAt(dst[:r.Len], r.Off)
 			if err == io.EOF && int64(n) == r.Len {
 				err = nil
 			}
 			if err != nil {
 				return fmt.Errorf("reading the disk at %d: %w", r.Off, err)
 			}
+			clear(dst[r.Len:]) // past the end of the disk, the last block reads as zeros
+			for b := range nb {
+				j.blocks[(r.Off-base)/blockSize+b] = dst[b*blockSize : (b+1)*blockSize]
+			}
+			pos += nb * blockSize
 		}
 	}
 	if cap(j.clusters) < int(j.n) {
@@ -255,10 +270,10 @@ func (c *copier) process(j *copyJob, comp *qcow2.Compressor) error {
 	for k := range j.n {
 		i := j.first + k
 		blen := c.hashes.BlockLen(int(i))
-		lo, hi := base+k*blockSize, base+k*blockSize+blen
 		cl := &j.clusters[k]
 		*cl = qcow2.Cluster{}
-		if !covered(j.reads, lo, hi) {
+		u := j.blocks[k]
+		if u == nil {
 			// Not read: zeros, or unchanged since the parent.
 			switch {
 			case c.spec.plan.Inherit:
@@ -272,7 +287,6 @@ func (c *copier) process(j *copyJob, comp *qcow2.Compressor) error {
 			}
 			continue
 		}
-		u := j.data[k*blockSize : (k+1)*blockSize]
 		sum := sha256.Sum256(u[:blen])
 		c.hashes.Sums[i] = sum
 		zero := sum == c.zeroOf(blen)
@@ -307,21 +321,6 @@ func (c *copier) zeroOf(blen int64) [sha256.Size]byte {
 		return c.zeroSum
 	}
 	return c.tailZeroSum
-}
-
-// covered says whether [lo, hi) lies inside the sorted ranges rs. A block
-// is read whole or not at all: plans are block aligned (see alignRanges),
-// except at the end of the disk.
-func covered(rs []Range, lo, hi int64) bool {
-	for _, r := range rs {
-		if r.Off <= lo && hi <= r.Off+r.Len {
-			return true
-		}
-		if r.Off >= hi {
-			break
-		}
-	}
-	return false
 }
 
 // alignRanges widens sorted ranges to whole blocks (clamped to size) and
