@@ -76,7 +76,7 @@ type copyResult struct {
 // the plan names, several reads in flight, hashes and compresses on all
 // cores, and writes in order. The image is fsynced; the caller publishes
 // the directory it is in.
-func copyDisk(ctx context.Context, spec copySpec) (*copyResult, error) {
+func copyDisk(ctx context.Context, spec copySpec) (_ *copyResult, err error) {
 	size := spec.src.Size()
 	if size <= 0 {
 		return nil, fmt.Errorf("%s: disk of %d bytes", filepath.Base(spec.out), size)
@@ -92,6 +92,12 @@ func copyDisk(ctx context.Context, spec copySpec) (*copyResult, error) {
 		return nil, err
 	}
 	defer f.Close()
+	var qw *qcow2.Writer
+	defer func() {
+		if err != nil && qw != nil {
+			qw.Abort() // a closed writer holds nothing either
+		}
+	}()
 
 	c := &copier{spec: spec, size: size, hashes: repo.NewBlockHashes(size, blockSize), prog: progress.OrNop(spec.prog)}
 	c.workers = spec.workers
@@ -120,6 +126,7 @@ func copyDisk(ctx context.Context, spec copySpec) (*copyResult, error) {
 		if err != nil {
 			return nil, err
 		}
+		qw = w
 		c.out = &qcow2Out{w: w}
 		if spec.compress != "" {
 			for range c.workers {

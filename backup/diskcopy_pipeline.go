@@ -101,7 +101,7 @@ func (c *copier) run(ctx context.Context) error {
 		pool <- make([]byte, chunkBlocks*blockSize)
 	}
 	work := make(chan *copyJob, nbuf)
-	order := make(chan *copyJob, nbuf)
+	order := make(chan *copyJob, 8*nbuf)
 	var prodErr error
 	go func() {
 		defer close(work)

@@ -92,7 +92,11 @@ func Convert(ctx context.Context, src Image, dst string, opts ConvertOptions) (e
 	if err != nil {
 		return err
 	}
+	var qw *qcow2.Writer
 	defer func() {
+		if err != nil && qw != nil {
+			qw.Abort()
+		}
 		if f != nil {
 			f.Close()
 		}
@@ -109,6 +113,7 @@ func Convert(ctx context.Context, src Image, dst string, opts ConvertOptions) (e
 		if err != nil {
 			return err
 		}
+		qw = w
 		c.sink = &qcow2Sink{w: w}
 		if opts.Compression != "" {
 			for range c.workers {

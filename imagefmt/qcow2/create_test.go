@@ -54,8 +54,11 @@ func TestCreateRejects(t *testing.T) {
 }
 
 // writeImage streams random clusters of every kind through a Writer and
-// returns the raw content the image must read as (no backing file).
-func writeImage(t *testing.T, path string, size int64, opts CreateOptions, seed uint64) []byte {
+// returns the raw content the image must read as (no backing file). Data
+// comes in runs of clusters that are one buffer or several, aligned or not,
+// so both the O_DIRECT paths (staged small runs, big runs written from the
+// caller's buffers) are taken; buffered turns O_DIRECT off.
+func writeImage(t *testing.T, path string, size int64, opts CreateOptions, seed uint64, buffered bool) []byte {
 	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
@@ -65,6 +68,11 @@ func writeImage(t *testing.T, path string, size int64, opts CreateOptions, seed 
 	w, err := NewWriter(f, size, opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if buffered {
+		w.closeDirect()
+	} else if w.direct == nil && w.ClusterSize()%directAlign == 0 {
+		t.Logf("the filesystem of %s refuses O_DIRECT: only page-cache writes are tested", path)
 	}
 	cs := w.ClusterSize()
 	want := make([]byte, w.Size())
@@ -82,8 +90,18 @@ func writeImage(t *testing.T, path string, size int64, opts CreateOptions, seed 
 			break
 		}
 		cls := make([]Cluster, n)
+		run := make([]byte, n*cs+512)
+		switch rng.IntN(3) {
+		case 0:
+			run = run[512:] // not aligned
+		case 1:
+			run = nil // a buffer per cluster
+		}
 		for i := range cls {
 			data := make([]byte, cs)
+			if run != nil {
+				data = run[int64(i)*cs : int64(i+1)*cs]
+			}
 			switch rng.IntN(5) {
 			case 0:
 				cls[i].Kind = ClusterZero
@@ -128,23 +146,30 @@ func TestWriterQemu(t *testing.T) {
 	requireQemu(t)
 	dir := t.TempDir()
 	for _, tc := range []struct {
-		size int64
-		opts CreateOptions
+		size     int64
+		opts     CreateOptions
+		buffered bool
 	}{
-		{3<<20 + 700, CreateOptions{ClusterSize: 512}},
-		{1 << 20, CreateOptions{ClusterSize: 512, Compression: "zlib"}},
-		{1 << 20, CreateOptions{ClusterSize: 512, Compression: "zstd"}},
-		{20 << 20, CreateOptions{}},
-		{20 << 20, CreateOptions{Compression: "zlib"}},
-		{20 << 20, CreateOptions{Compression: "zstd"}},
-		{24 << 20, CreateOptions{ClusterSize: 2 << 20, Compression: "zstd"}},
-		{24 << 20, CreateOptions{ClusterSize: 2 << 20, Compression: "zlib"}},
-		{8 << 20, CreateOptions{ClusterSize: 4096, Compression: "zstd"}},
+		{3<<20 + 700, CreateOptions{ClusterSize: 512}, false},
+		{1 << 20, CreateOptions{ClusterSize: 512, Compression: "zlib"}, false},
+		{1 << 20, CreateOptions{ClusterSize: 512, Compression: "zstd"}, false},
+		{20 << 20, CreateOptions{}, false},
+		{20 << 20, CreateOptions{Compression: "zlib"}, false},
+		{20 << 20, CreateOptions{Compression: "zstd"}, false},
+		{24 << 20, CreateOptions{ClusterSize: 2 << 20, Compression: "zstd"}, false},
+		{24 << 20, CreateOptions{ClusterSize: 2 << 20, Compression: "zlib"}, false},
+		{8 << 20, CreateOptions{ClusterSize: 4096, Compression: "zstd"}, false},
+		{64 << 20, CreateOptions{}, false},
+		{64 << 20, CreateOptions{}, true},
+		{64 << 20, CreateOptions{ClusterSize: 2 << 20}, false},
 	} {
 		name := strconv.FormatInt(tc.opts.ClusterSize, 10) + "-" + tc.opts.Compression + "-" + strconv.FormatInt(tc.size, 10)
+		if tc.buffered {
+			name += "-buffered"
+		}
 		t.Run(name, func(t *testing.T) {
 			p := filepath.Join(dir, name+".qcow2")
-			want := writeImage(t, p, tc.size, tc.opts, uint64(tc.size))
+			want := writeImage(t, p, tc.size, tc.opts, uint64(tc.size), tc.buffered)
 			qemuCheck(t, p)
 			r := filepath.Join(dir, name+".raw")
 			if err := os.WriteFile(r, want, 0o644); err != nil {
@@ -212,5 +237,37 @@ func TestCreateOverlay(t *testing.T) {
 			t.Errorf("qemu-img info: %v\n%s", err, out)
 		}
 		qemuCompare(t, p, "qcow2", filepath.Join(dir, "base.raw"), "raw")
+	}
+}
+
+// A writer given up before Close (a failed or cancelled copy) releases its
+// second, O_DIRECT, descriptor in Abort.
+func TestWriterAbortReleases(t *testing.T) {
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd")
+		}
+		return len(ents)
+	}
+	f, err := os.Create(filepath.Join(t.TempDir(), "x.qcow2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	before := fds()
+	w, err := NewWriter(f, 8<<20, CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteClusters(3, []Cluster{{Kind: ClusterData, Data: make([]byte, w.ClusterSize())}}); err != nil {
+		t.Fatal(err)
+	}
+	w.Abort()
+	if after := fds(); after != before {
+		t.Errorf("%d descriptors open after Abort, %d before the writer", after, before)
+	}
+	if err := w.WriteClusters(4, []Cluster{{Kind: ClusterZero}}); err == nil {
+		t.Error("an aborted writer accepted clusters")
 	}
 }

@@ -37,10 +37,12 @@ type Cluster struct {
 // the clusters it maps have been passed, a refcount block once the
 // allocation cursor has passed the clusters it counts; the L1 table, the
 // refcount table and the header at Close. Memory stays at a few clusters
-// plus the L1 table however big the image.
+// plus the L1 table however big the image. Data clusters bypass the page
+// cache where the filesystem allows (O_DIRECT, see writer_direct.go).
 //
 // Nothing is ever rewritten, so an interrupted Writer leaves a file without
-// a valid header (cluster 0 is written last): callers remove it.
+// a valid header (cluster 0 is written last): callers remove it, after
+// Abort.
 type Writer struct {
 	f    *os.File
 	name string
@@ -62,7 +64,8 @@ type Writer struct {
 	cbuf            []byte // compressed bytes not yet written,
 	cbufOff         int64  // starting at this host offset
 
-	wbDone int64 // bytes before this offset had writeback started
+	wbDone int64      // bytes before this offset had writeback started
+	direct *directOut // nil: data goes through the page cache too
 
 	hdr   Header
 	hdrCl []byte
@@ -88,6 +91,7 @@ func NewWriter(f *os.File, size int64, opts CreateOptions) (*Writer, error) {
 		return nil, writeError(w.name, "image", 0, err)
 	}
 	w.l1 = make([]uint64, g.l1Size)
+	w.direct = openDirect(f, g.clusterSize)
 	w.cur = 1 // cluster 0: the header
 	w.rc.inc(0)
 	return w, nil
@@ -101,8 +105,9 @@ func (w *Writer) Size() int64 { return w.g.size }
 
 // WriteClusters stores cls as the virtual clusters from index vc on. Calls
 // must come in increasing vc order without overlap; clusters never handed
-// over stay unallocated. Data is written (not yet synced) when it returns,
-// so the caller may reuse the buffers.
+// over stay unallocated. Data is written (not yet synced), or copied into
+// the O_DIRECT staging buffer (writer_direct.go), when it returns, so the
+// caller may reuse the buffers.
 func (w *Writer) WriteClusters(vc int64, cls []Cluster) error {
 	if w.err != nil {
 		return w.err
@@ -151,10 +156,9 @@ func (w *Writer) WriteClusters(vc int64, cls []Cluster) error {
 		}
 	}
 	if first >= 0 {
-		if err := pwritev(w.f, bufs, first*cs); err != nil {
+		if err := w.writeData(bufs, first*cs); err != nil {
 			return w.fail(writeError(w.name, "data clusters", first*cs, err))
 		}
-		w.writeback(first*cs, w.cur*cs)
 	}
 	w.nextVC = vc + int64(len(cls))
 	if err := w.flushL2(false); err != nil {
@@ -179,7 +183,17 @@ const wbStep = 8 << 20
 
 func (w *Writer) fail(err error) error {
 	w.err = err
+	w.closeDirect()
 	return err
+}
+
+// Abort releases what the writer holds without finishing the image (which
+// the caller removes). A closed or failed writer holds nothing.
+func (w *Writer) Abort() {
+	w.closeDirect()
+	if w.err == nil {
+		w.err = fmt.Errorf("qcow2 writer: %s aborted", w.name)
+	}
 }
 
 // alloc takes n host clusters at the cursor and counts one reference each.
@@ -339,6 +353,14 @@ func (w *Writer) Close(ctx context.Context) error {
 
 func (w *Writer) close(ctx context.Context) error {
 	cs := w.g.clusterSize
+	if d := w.direct; d != nil {
+		off := d.stageOff
+		err := w.flushData()
+		w.closeDirect()
+		if err != nil {
+			return writeError(w.name, "data clusters", off, err)
+		}
+	}
 	if err := w.flushCompressed(); err != nil {
 		return err
 	}

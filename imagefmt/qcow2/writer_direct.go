@@ -1,0 +1,140 @@
+package qcow2
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Data clusters bypass the host's page cache where the filesystem allows
+// it: the image is opened a second time with O_DIRECT, and data is written
+// through that descriptor in runs of at least directRun bytes, small runs
+// (the scattered clusters of an incremental) gathered in a staging buffer
+// first. Tables, compressed clusters and the header go through the page
+// cache; no host cluster is written both ways.
+//
+// Why: an image is written once and not read back soon, so caching it only
+// evicts what the host was using; and on hosts where fresh page-cache pages
+// are expensive (a guest whose free memory was returned to its own host
+// costs ~10 us per page here) it is measurably faster: 30 MiB of scattered
+// clusters in 20 ms instead of 20-160 ms plus their fsync.
+const directRun = 1 << 20
+
+// directAlign is the alignment O_DIRECT asks of buffers, offsets and
+// lengths on the filesystems it is used on (logical block size at most
+// 4 KiB; larger ones answer EINVAL and the writer falls back).
+const directAlign = 4096
+
+type directOut struct {
+	f        *os.File
+	stage    []byte // directRun bytes, aligned
+	stageOff int64  // host offset of stage[0]
+	staged   int
+}
+
+// openDirect opens the image behind f again with O_DIRECT, or returns nil
+// when the filesystem refuses it or the clusters are too small to align.
+func openDirect(f *os.File, clusterSize int64) *directOut {
+	if clusterSize%directAlign != 0 {
+		return nil
+	}
+	d, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), os.O_WRONLY|unix.O_DIRECT, 0)
+	if err != nil {
+		return nil
+	}
+	return &directOut{f: d}
+}
+
+func alignedBuf(n int) []byte {
+	b := make([]byte, n+directAlign)
+	skip := (directAlign - int(uintptr(unsafe.Pointer(unsafe.SliceData(b)))%directAlign)) % directAlign
+	return b[skip : skip+n : skip+n]
+}
+
+func isAligned(bufs [][]byte) bool {
+	for _, b := range bufs {
+		if len(b)%directAlign != 0 || uintptr(unsafe.Pointer(unsafe.SliceData(b)))%directAlign != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// writeData writes whole data clusters (bufs, back to back) at host offset
+// off: through O_DIRECT when the writer has it, else through the page
+// cache. Staged bytes reach the file at the latest in flushData.
+func (w *Writer) writeData(bufs [][]byte, off int64) error {
+	d := w.direct
+	if d == nil {
+		if err := pwritev(w.f, bufs, off); err != nil {
+			return err
+		}
+		w.writeback(off, w.cur*w.g.clusterSize)
+		return nil
+	}
+	n := 0
+	for _, b := range bufs {
+		n += len(b)
+	}
+	if d.staged > 0 && d.stageOff+int64(d.staged) != off {
+		if err := w.flushData(); err != nil {
+			return err
+		}
+	}
+	if d.staged == 0 && n >= directRun && isAligned(bufs) {
+		return w.directWrite(bufs, off)
+	}
+	if d.stage == nil {
+		d.stage = alignedBuf(directRun)
+	}
+	if d.staged == 0 {
+		d.stageOff = off
+	}
+	for _, b := range bufs {
+		for len(b) > 0 {
+			k := copy(d.stage[d.staged:], b)
+			d.staged += k
+			b = b[k:]
+			if d.staged == len(d.stage) {
+				if err := w.flushData(); err != nil {
+					return err
+				}
+				d.stageOff += int64(len(d.stage))
+			}
+		}
+	}
+	return nil
+}
+
+// flushData writes the staged bytes.
+func (w *Writer) flushData() error {
+	d := w.direct
+	if d == nil || d.staged == 0 {
+		return nil
+	}
+	off, n := d.stageOff, d.staged
+	d.staged = 0
+	return w.directWrite([][]byte{d.stage[:n]}, off)
+}
+
+// directWrite writes through O_DIRECT; where that is refused (EINVAL:
+// an alignment the filesystem wants bigger) it writes through the page
+// cache and stops using O_DIRECT.
+func (w *Writer) directWrite(bufs [][]byte, off int64) error {
+	err := pwritev(w.direct.f, bufs, off)
+	if errors.Is(err, unix.EINVAL) {
+		w.closeDirect()
+		err = pwritev(w.f, bufs, off)
+	}
+	return err
+}
+
+func (w *Writer) closeDirect() {
+	if w.direct != nil {
+		w.direct.f.Close()
+		w.direct = nil
+	}
+}
