@@ -266,7 +266,7 @@ func rewriteFolded(ctx context.Context, r *repo.Repo, c, x *repo.Point, d, xd *r
 		if err != nil {
 			return err
 		}
-		if pd, _, err = parentFor(w, d.Target, d.VirtualSize); err != nil {
+		if pd, _, err = parentFor(w, nil, d.Target, d.VirtualSize); err != nil {
 			return err
 		}
 		if pd == nil || pd.backing != xd.Backing {

@@ -35,6 +35,9 @@ func (s *Domain) beginOffline(ctx context.Context, req CaptureRequest, shutdown 
 			err = errors.Join(err, o.u.runAll(ctx))
 		}
 	}()
+	if err := req.ready(); err != nil {
+		return nil, err
+	}
 	if shutdown {
 		if err := o.shutdown(ctx); err != nil {
 			return nil, err

@@ -117,6 +117,9 @@ func (s *Domain) beginPull(ctx context.Context, req CaptureRequest, mode string,
 		}
 	}
 
+	if err := req.ready(); err != nil {
+		return nil, err
+	}
 	// Quiesce, start the job, and (snapshot) thaw at once.
 	var thawOp *undoOp
 	var frozenAt time.Time

@@ -9,7 +9,8 @@ import (
 )
 
 // chooseParent returns the point the next backup of vm is an incremental
-// of and the length of its chain, or nil (and why) for a full one.
+// of and the length of its chain, or nil (and why) for a full one. The
+// point still has to pass checkParent before anything is chained on it.
 func chooseParent(r *repo.Repo, vm string, opts *Options) (*repo.Point, int, string, error) {
 	if opts.Full {
 		return nil, 0, "--full", nil
@@ -24,58 +25,71 @@ func chooseParent(r *repo.Repo, vm string, opts *Options) (*repo.Point, int, str
 		}
 		return nil, 0, "", err
 	}
-	damaged := func(err error) error {
-		return fmt.Errorf("%w: %s: %v (run `vmmount verify %s`; `vmmount backup --full` starts a new chain)", ErrParentCorrupt, p.Ref(), err, p.Ref())
-	}
 	chain, err := r.Chain(p)
 	if err != nil {
-		return nil, 0, "", damaged(err)
+		return nil, 0, "", parentDamaged(p, err)
 	}
 	if len(chain) >= opts.MaxChain {
 		return nil, 0, fmt.Sprintf("chain of %d points reached the limit of %d", len(chain), opts.MaxChain), nil
 	}
-	if err := checkPoint(r, p); err != nil {
-		return nil, 0, "", damaged(err)
-	}
 	return p, len(chain), "", nil
+}
+
+func parentDamaged(p *repo.Point, err error) error {
+	return fmt.Errorf("%w: %s: %v (run `vmmount verify %s`; `vmmount backup --full` starts a new chain)", ErrParentCorrupt, p.Ref(), err, p.Ref())
+}
+
+// parentHashes are the checked hash lists of a parent point, by disk
+// target.
+type parentHashes map[string]*repo.BlockHashes
+
+// checkParent runs checkPoint on the chosen parent and returns its hash
+// lists.
+func checkParent(r *repo.Repo, p *repo.Point) (parentHashes, error) {
+	hs, err := checkPoint(r, p)
+	if err != nil {
+		return nil, parentDamaged(p, err)
+	}
+	return hs, nil
 }
 
 // checkPoint is the quick check a point passes before an incremental is
 // chained on it: its chain's manifests, each image's size as recorded, the
 // image structure of the whole backing chain (headers and every mapping
-// table, not the data), and the hash lists matching their digests. Full
-// hashing of the data is verify's job.
-func checkPoint(r *repo.Repo, p *repo.Point) error {
+// table, not the data), and the hash lists matching their digests (they
+// are returned). Full hashing of the data is verify's job.
+func checkPoint(r *repo.Repo, p *repo.Point) (parentHashes, error) {
 	if _, err := r.Chain(p); err != nil {
-		return err
+		return nil, err
 	}
+	hs := parentHashes{}
 	for _, d := range p.Manifest.Disks {
 		img := p.Path(d.Image)
 		st, err := os.Stat(img)
 		if err != nil {
-			return fmt.Errorf("disk %s: %w", d.Target, err)
+			return nil, fmt.Errorf("disk %s: %w", d.Target, err)
 		}
 		if d.ImageSize != 0 && st.Size() != d.ImageSize {
-			return fmt.Errorf("disk %s: %s is %d bytes, the manifest says %d", d.Target, d.Image, st.Size(), d.ImageSize)
+			return nil, fmt.Errorf("disk %s: %s is %d bytes, the manifest says %d", d.Target, d.Image, st.Size(), d.ImageSize)
 		}
 		im, err := imagefmt.OpenWith(img, imagefmt.Options{Format: d.Format})
 		if err != nil {
-			return fmt.Errorf("disk %s: %w", d.Target, err)
+			return nil, fmt.Errorf("disk %s: %w", d.Target, err)
 		}
 		size := im.Size()
 		_, err = im.Extents(0, size)
 		im.Close()
 		if err != nil {
-			return fmt.Errorf("disk %s: %w", d.Target, err)
+			return nil, fmt.Errorf("disk %s: %w", d.Target, err)
 		}
 		if size != d.VirtualSize {
-			return fmt.Errorf("disk %s: image of %d bytes, the manifest says %d", d.Target, size, d.VirtualSize)
+			return nil, fmt.Errorf("disk %s: image of %d bytes, the manifest says %d", d.Target, size, d.VirtualSize)
 		}
-		if _, err := readHashes(p, &d); err != nil {
-			return err
+		if hs[d.Target], err = readHashes(p, &d); err != nil {
+			return nil, err
 		}
 	}
-	return nil
+	return hs, nil
 }
 
 // readHashes reads a disk's hash list and checks it against the manifest.
@@ -98,8 +112,8 @@ func readHashes(p *repo.Point, d *repo.Disk) (*repo.BlockHashes, error) {
 
 // parentFor returns the parent disk of target for an image of size bytes,
 // or nil when the disk must be stored whole (new disk, resized, another
-// format).
-func parentFor(p *repo.Point, target string, size int64) (*parentDisk, *repo.Disk, error) {
+// format). Its hash list is read unless hs has it already.
+func parentFor(p *repo.Point, hs parentHashes, target string, size int64) (*parentDisk, *repo.Disk, error) {
 	if p == nil {
 		return nil, nil, nil
 	}
@@ -111,9 +125,12 @@ func parentFor(p *repo.Point, target string, size int64) (*parentDisk, *repo.Dis
 		if d.VirtualSize != size || (d.Format != imagefmt.FormatQcow2 && d.Format != imagefmt.FormatRaw) {
 			return nil, nil, nil
 		}
-		h, err := readHashes(p, d)
-		if err != nil {
-			return nil, nil, err
+		h := hs[target]
+		if h == nil {
+			var err error
+			if h, err = readHashes(p, d); err != nil {
+				return nil, nil, err
+			}
 		}
 		return &parentDisk{hashes: h, backing: "../" + p.ID + "/" + d.Image, backingFormat: d.Format}, d, nil
 	}

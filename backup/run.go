@@ -56,8 +56,24 @@ func Run(ctx context.Context, r *repo.Repo, src Source, opts Options) (res *Resu
 	if opts.Format == imagefmt.FormatQcow2 {
 		req.Checkpoint = "vmmount-" + part.ID
 	}
+	// The parent is checked (every mapping table of its chain is read)
+	// while the source prepares the capture; the source waits for the
+	// check before it disturbs the VM (req.Ready).
+	var pc struct {
+		hs  parentHashes
+		err error
+	}
+	checked := make(chan struct{})
+	go func() {
+		defer close(checked)
+		if parent != nil {
+			pc.hs, pc.err = checkParent(r, parent)
+		}
+	}()
+	req.Ready = func() error { <-checked; return pc.err }
 	sess, err := src.Begin(ctx, req)
 	if err != nil {
+		<-checked
 		return nil, err
 	}
 	ended := false
@@ -68,6 +84,9 @@ func Run(ctx context.Context, r *repo.Repo, src Source, opts Options) (res *Resu
 			}
 		}
 	}()
+	if err := req.Ready(); err != nil {
+		return nil, err
+	}
 
 	m := &repo.Manifest{
 		VM:          vm,
@@ -90,7 +109,7 @@ func Run(ctx context.Context, r *repo.Repo, src Source, opts Options) (res *Resu
 	usedParent := false
 	var copyErr error
 	for _, cd := range sess.Disks() {
-		d, used, err := captureDisk(ctx, part, cd, parent, &opts)
+		d, used, err := captureDisk(ctx, part, cd, parent, pc.hs, &opts)
 		if err != nil {
 			copyErr = fmt.Errorf("disk %s (%s): %w", cd.Target, cd.Source, err)
 			break
@@ -145,9 +164,9 @@ func Run(ctx context.Context, r *repo.Repo, src Source, opts Options) (res *Resu
 
 // captureDisk copies one disk into the partial point and returns its
 // manifest entry, and whether it is an overlay on the parent.
-func captureDisk(ctx context.Context, part *repo.Partial, cd *CaptureDisk, parent *repo.Point, opts *Options) (*repo.Disk, bool, error) {
+func captureDisk(ctx context.Context, part *repo.Partial, cd *CaptureDisk, parent *repo.Point, hs parentHashes, opts *Options) (*repo.Disk, bool, error) {
 	size := cd.Reader.Size()
-	pd, _, err := parentFor(parent, cd.Target, size)
+	pd, _, err := parentFor(parent, hs, cd.Target, size)
 	if err != nil {
 		return nil, false, err
 	}

@@ -27,6 +27,19 @@ type CaptureRequest struct {
 	// Checkpoint names the checkpoint the new point should start, if the
 	// source can track changes.
 	Checkpoint string
+	// Ready, when set, waits for the parent's check (which runs while the
+	// source prepares) and returns its error. A source calls it before it
+	// disturbs the VM (shutdown, pause, freeze), and gives up on an error:
+	// a damaged repository never costs the VM a freeze or a reboot.
+	Ready func() error
+}
+
+// ready is r.Ready's answer, nil without one.
+func (r CaptureRequest) ready() error {
+	if r.Ready == nil {
+		return nil
+	}
+	return r.Ready()
 }
 
 // Session is a capture in progress.
