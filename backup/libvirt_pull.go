@@ -469,7 +469,7 @@ func (s *Domain) createScratch(ctx context.Context, dir string, disks []*pullDis
 			return s.vmErr(fmt.Errorf("disk %s: size: %w", pd.target, err))
 		}
 		p := filepath.Join(dir, pd.target+".scratch")
-		if err := qcow2.Create(p, int64(capacity), qcow2.CreateOptions{ClusterSize: blockSize}); err != nil {
+		if err := qcow2.Create(p, int64(capacity), qcow2.CreateOptions{ClusterSize: blockSize, Scratch: true}); err != nil {
 			return fmt.Errorf("disk %s: scratch file: %w", pd.target, err)
 		}
 	}

@@ -26,6 +26,9 @@ type CreateOptions struct {
 	// zstd. It only decides the header field: whether clusters are
 	// compressed is up to the caller of Writer.
 	Compression string
+	// Scratch skips the fsyncs of Writer.Close: for temporary images that
+	// are of no use after a crash (a backup job's scratch file).
+	Scratch bool
 }
 
 // Compression type names as qemu spells them.

@@ -338,8 +338,8 @@ func (w *Writer) writeRefcountBlock(b, h int64) error {
 }
 
 // Close writes what is left (open L2 tables, the L1 table, the remaining
-// refcount blocks, the refcount table) and then the header, and fsyncs. It
-// does not close the file.
+// refcount blocks, the refcount table) and then the header, and fsyncs
+// (unless CreateOptions.Scratch). It does not close the file.
 func (w *Writer) Close(ctx context.Context) error {
 	if w.err != nil {
 		return w.err
@@ -399,16 +399,23 @@ func (w *Writer) close(ctx context.Context) error {
 	}
 	// Data and tables reach the disk before the header that makes them an
 	// image.
-	if err := w.f.Sync(); err != nil {
+	if err := w.sync(); err != nil {
 		return writeError(w.name, "image", 0, err)
 	}
 	if _, err := w.f.WriteAt(hdr, 0); err != nil {
 		return writeError(w.name, "header", 0, err)
 	}
-	if err := w.f.Sync(); err != nil {
+	if err := w.sync(); err != nil {
 		return writeError(w.name, "header", 0, err)
 	}
 	return nil
+}
+
+func (w *Writer) sync() error {
+	if w.opts.Scratch {
+		return nil
+	}
+	return w.f.Sync()
 }
 
 // writeRefcountTable writes every refcount block not yet written and the
