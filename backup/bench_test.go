@@ -191,8 +191,9 @@ func BenchmarkIncrementalHash(b *testing.B) {
 // BenchmarkLiveBackup: a running guest with the bench disk as vdb (qcow2).
 // Full snapshot backup against qemu-img convert -U of the same image;
 // then 1% of the clusters are rewritten inside the guest (dd through the
-// agent) and backed up by checkpoint, and again by hash comparison (the
-// checkpoint deleted). Freeze windows are reported.
+// agent) and backed up by checkpoint (best of rounds, as the full), and
+// again by hash comparison (the checkpoint deleted). Freeze windows are
+// reported.
 func BenchmarkLiveBackup(b *testing.B) {
 	requireBench(b)
 	testimages.RequireRoot(b)
@@ -219,19 +220,33 @@ func BenchmarkLiveBackup(b *testing.B) {
 	b.Logf("live full backup of vdb %v (freeze %d ms) vs qemu-img convert -U %v (%v unsynced): ratio %.2f",
 		full.Round(time.Millisecond), p.Manifest.FreezeMS, synced.Round(time.Millisecond), plain.Round(time.Millisecond), full.Seconds()/synced.Seconds())
 	b.ReportMetric(full.Seconds()/synced.Seconds(), "full-ratio")
-	for i := range b.N {
+	for range b.N {
+		// 1% of the clusters rewritten (every 100th, from a different
+		// first one each round), then an incremental by checkpoint: the
+		// best of rounds, like the full.
 		n := benchDiskSize / blockSize / 100
-		script := fmt.Sprintf("i=0; while [ $i -lt %d ]; do dd if=/dev/urandom of=/dev/vdb bs=65536 seek=$((i*100)) count=1 conv=notrunc 2>/dev/null; i=$((i+1)); done; sync; echo %d", n, i)
-		guestExec(b, g, script)
-		inc, p := timedBackup(b, r, src(), Options{})
-		if p.Manifest.Disks[0].Changes != repo.ChangesCheckpoint {
-			b.Fatalf("incremental found changes by %s", p.Manifest.Disks[0].Changes)
+		dirty := func(first int) string {
+			return fmt.Sprintf("i=0; while [ $i -lt %d ]; do dd if=/dev/urandom of=/dev/vdb bs=65536 seek=$((i*100+%d)) count=1 conv=notrunc 2>/dev/null; i=$((i+1)); done; sync", n, first)
+		}
+		var inc time.Duration
+		var times []string
+		var p *repo.Point
+		for round := range rounds {
+			guestExec(b, g, dirty(round))
+			d, pt := timedBackup(b, r, src(), Options{})
+			if pt.Manifest.Disks[0].Changes != repo.ChangesCheckpoint {
+				b.Fatalf("incremental found changes by %s", pt.Manifest.Disks[0].Changes)
+			}
+			times = append(times, fmt.Sprintf("%v (freeze %d ms)", d.Round(time.Millisecond), pt.Manifest.FreezeMS))
+			if round == 0 || d < inc {
+				inc, p = d, pt
+			}
 		}
 		b.ReportMetric(inc.Seconds()/full.Seconds(), "checkpoint-ratio-to-full")
-		b.Logf("live incremental by checkpoint, 1%% of clusters changed: %v (%s changed, freeze %d ms) vs full %v: %.1f%%",
-			inc.Round(time.Millisecond), fmtBytes(p.Manifest.Disks[0].ChangedBytes), p.Manifest.FreezeMS, full.Round(time.Millisecond), 100*inc.Seconds()/full.Seconds())
+		b.Logf("live incremental by checkpoint, 1%% of clusters changed: best %v (%s changed; rounds %s) vs full %v: %.1f%%",
+			inc.Round(time.Millisecond), fmtBytes(p.Manifest.Disks[0].ChangedBytes), strings.Join(times, ", "), full.Round(time.Millisecond), 100*inc.Seconds()/full.Seconds())
 
-		guestExec(b, g, strings.Replace(script, "seek=$((i*100))", "seek=$((i*100+50))", 1))
+		guestExec(b, g, dirty(50))
 		for _, c := range vmmountCheckpoints(&testing.T{}, g) {
 			cp, _ := g.Conn.DomainCheckpointLookupByName(g.Dom, c, 0)
 			g.Conn.DomainCheckpointDelete(cp, 0)
