@@ -101,6 +101,9 @@ func (c *copier) run(ctx context.Context) error {
 		pool <- make([]byte, chunkBlocks*blockSize)
 	}
 	work := make(chan *copyJob, nbuf)
+	// Jobs with nothing to read hold no buffer: the order queue is deeper
+	// than the pool, so on a sparse plan (an incremental's scattered
+	// blocks) the reads of later chunks stay in flight meanwhile.
 	order := make(chan *copyJob, 8*nbuf)
 	var prodErr error
 	go func() {
