@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestCreateEmpty(t *testing.T) {
@@ -57,8 +59,10 @@ func TestCreateRejects(t *testing.T) {
 // returns the raw content the image must read as (no backing file). Data
 // comes in runs of clusters that are one buffer or several, aligned or not,
 // so both the O_DIRECT paths (staged small runs, big runs written from the
-// caller's buffers) are taken; buffered turns O_DIRECT off.
-func writeImage(t *testing.T, path string, size int64, opts CreateOptions, seed uint64, buffered bool) []byte {
+// caller's buffers) are taken. io is "" (O_DIRECT where possible),
+// "buffered" (O_DIRECT off) or "einval" (O_DIRECT refused after a few
+// writes, as by a filesystem wanting a bigger alignment).
+func writeImage(t *testing.T, path string, size int64, opts CreateOptions, seed uint64, io string) []byte {
 	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
@@ -69,10 +73,20 @@ func writeImage(t *testing.T, path string, size int64, opts CreateOptions, seed 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if buffered {
+	switch {
+	case io == "buffered":
 		w.closeDirect()
-	} else if w.direct == nil && w.ClusterSize()%directAlign == 0 {
+	case w.direct == nil && w.ClusterSize()%directAlign == 0:
 		t.Logf("the filesystem of %s refuses O_DIRECT: only page-cache writes are tested", path)
+	case io == "einval":
+		n := 0
+		directPwritev = func(f *os.File, bufs [][]byte, off int64) error {
+			if n++; n > 3 {
+				return unix.EINVAL
+			}
+			return pwritev(f, bufs, off)
+		}
+		t.Cleanup(func() { directPwritev = pwritev })
 	}
 	cs := w.ClusterSize()
 	want := make([]byte, w.Size())
@@ -136,6 +150,9 @@ func writeImage(t *testing.T, path string, size int64, opts CreateOptions, seed 
 		}
 		vc += n
 	}
+	if io == "einval" && w.direct != nil && w.direct.f != nil {
+		t.Error("still writing through O_DIRECT after EINVAL")
+	}
 	if err := w.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -146,30 +163,31 @@ func TestWriterQemu(t *testing.T) {
 	requireQemu(t)
 	dir := t.TempDir()
 	for _, tc := range []struct {
-		size     int64
-		opts     CreateOptions
-		buffered bool
+		size int64
+		opts CreateOptions
+		io   string
 	}{
-		{3<<20 + 700, CreateOptions{ClusterSize: 512}, false},
-		{1 << 20, CreateOptions{ClusterSize: 512, Compression: "zlib"}, false},
-		{1 << 20, CreateOptions{ClusterSize: 512, Compression: "zstd"}, false},
-		{20 << 20, CreateOptions{}, false},
-		{20 << 20, CreateOptions{Compression: "zlib"}, false},
-		{20 << 20, CreateOptions{Compression: "zstd"}, false},
-		{24 << 20, CreateOptions{ClusterSize: 2 << 20, Compression: "zstd"}, false},
-		{24 << 20, CreateOptions{ClusterSize: 2 << 20, Compression: "zlib"}, false},
-		{8 << 20, CreateOptions{ClusterSize: 4096, Compression: "zstd"}, false},
-		{64 << 20, CreateOptions{}, false},
-		{64 << 20, CreateOptions{}, true},
-		{64 << 20, CreateOptions{ClusterSize: 2 << 20}, false},
+		{3<<20 + 700, CreateOptions{ClusterSize: 512}, ""},
+		{1 << 20, CreateOptions{ClusterSize: 512, Compression: "zlib"}, ""},
+		{1 << 20, CreateOptions{ClusterSize: 512, Compression: "zstd"}, ""},
+		{20 << 20, CreateOptions{}, ""},
+		{20 << 20, CreateOptions{Compression: "zlib"}, ""},
+		{20 << 20, CreateOptions{Compression: "zstd"}, ""},
+		{24 << 20, CreateOptions{ClusterSize: 2 << 20, Compression: "zstd"}, ""},
+		{24 << 20, CreateOptions{ClusterSize: 2 << 20, Compression: "zlib"}, ""},
+		{8 << 20, CreateOptions{ClusterSize: 4096, Compression: "zstd"}, ""},
+		{64 << 20, CreateOptions{}, ""},
+		{64 << 20, CreateOptions{}, "buffered"},
+		{64 << 20, CreateOptions{}, "einval"},
+		{64 << 20, CreateOptions{ClusterSize: 2 << 20}, ""},
 	} {
 		name := strconv.FormatInt(tc.opts.ClusterSize, 10) + "-" + tc.opts.Compression + "-" + strconv.FormatInt(tc.size, 10)
-		if tc.buffered {
-			name += "-buffered"
+		if tc.io != "" {
+			name += "-" + tc.io
 		}
 		t.Run(name, func(t *testing.T) {
 			p := filepath.Join(dir, name+".qcow2")
-			want := writeImage(t, p, tc.size, tc.opts, uint64(tc.size), tc.buffered)
+			want := writeImage(t, p, tc.size, tc.opts, uint64(tc.size), tc.io)
 			qemuCheck(t, p)
 			r := filepath.Join(dir, name+".raw")
 			if err := os.WriteFile(r, want, 0o644); err != nil {

@@ -29,9 +29,9 @@ const directRun = 1 << 20
 const directAlign = 4096
 
 type directOut struct {
-	f        *os.File
-	stage    []byte // directRun bytes, aligned
-	stageOff int64  // host offset of stage[0]
+	f        *os.File // nil once O_DIRECT was refused: w.f then
+	stage    []byte   // directRun bytes, aligned
+	stageOff int64    // host offset of stage[0]
 	staged   int
 }
 
@@ -122,19 +122,30 @@ func (w *Writer) flushData() error {
 
 // directWrite writes through O_DIRECT; where that is refused (EINVAL:
 // an alignment the filesystem wants bigger) it writes through the page
-// cache and stops using O_DIRECT.
+// cache, and so do later writes (still gathered: the staging goes on).
 func (w *Writer) directWrite(bufs [][]byte, off int64) error {
-	err := pwritev(w.direct.f, bufs, off)
-	if errors.Is(err, unix.EINVAL) {
-		w.closeDirect()
-		err = pwritev(w.f, bufs, off)
+	d := w.direct
+	if d.f != nil {
+		err := directPwritev(d.f, bufs, off)
+		if !errors.Is(err, unix.EINVAL) {
+			return err
+		}
+		d.f.Close()
+		d.f = nil
 	}
-	return err
+	return pwritev(w.f, bufs, off)
 }
 
+// directPwritev is pwritev, replaced in tests.
+var directPwritev = pwritev
+
+// closeDirect drops the O_DIRECT descriptor and whatever is staged (Close
+// flushes first).
 func (w *Writer) closeDirect() {
-	if w.direct != nil {
-		w.direct.f.Close()
+	if d := w.direct; d != nil {
+		if d.f != nil {
+			d.f.Close()
+		}
 		w.direct = nil
 	}
 }
