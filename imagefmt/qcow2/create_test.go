@@ -58,8 +58,7 @@ func TestCreateRejects(t *testing.T) {
 // writeImage streams random clusters of every kind through a Writer and
 // returns the raw content the image must read as (no backing file). Data
 // comes in runs of clusters that are one buffer or several, aligned or not,
-// so both the O_DIRECT paths (staged small runs, big runs written from the
-// caller's buffers) are taken. io is "" (O_DIRECT where possible),
+// small (staged, O_DIRECT) or big (page cache). io is "" (O_DIRECT where possible),
 // "buffered" (O_DIRECT off) or "einval" (O_DIRECT refused after a few
 // writes, as by a filesystem wanting a bigger alignment).
 func writeImage(t *testing.T, path string, size int64, opts CreateOptions, seed uint64, io string) []byte {

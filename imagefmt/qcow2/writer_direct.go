@@ -9,18 +9,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Data clusters bypass the host's page cache where the filesystem allows
-// it: the image is opened a second time with O_DIRECT, and data is written
-// through that descriptor in runs of at least directRun bytes, small runs
-// (the scattered clusters of an incremental) gathered in a staging buffer
-// first. Tables, compressed clusters and the header go through the page
-// cache; no host cluster is written both ways.
+// Small runs of data clusters (the scattered clusters of an incremental)
+// bypass the host's page cache where the filesystem allows it: the image is
+// opened a second time with O_DIRECT, and such runs are gathered in a
+// staging buffer and written directRun bytes at a time. Big runs (a full
+// image) go through the page cache, whose writeback the writer starts as it
+// goes (startWriteback), and so do tables, compressed clusters and the
+// header; no host cluster is written both ways.
 //
-// Why: an image is written once and not read back soon, so caching it only
-// evicts what the host was using; and on hosts where fresh page-cache pages
-// are expensive (a guest whose free memory was returned to its own host
-// costs ~10 us per page here) it is measurably faster: 30 MiB of scattered
-// clusters in 20 ms instead of 20-160 ms plus their fsync.
+// Why: scattered clusters make the kernel allocate a page-cache page for
+// every 4 KiB and then write them out at fsync in small pieces; gathered
+// direct writes skip both. Measured here (2 vCPUs, virtio disk, where a
+// fresh page-cache page costs ~10 us): 30 MiB of scattered 64 KiB clusters
+// in ~25 ms instead of 20-160 ms plus their fsync. For big runs the page
+// cache was faster (a full backup of 2 GB: 1.2-1.5 s against 1.6 s
+// direct, synchronous 2 MiB writes).
 const directRun = 1 << 20
 
 // directAlign is the alignment O_DIRECT asks of buffers, offsets and
@@ -54,38 +57,25 @@ func alignedBuf(n int) []byte {
 	return b[skip : skip+n : skip+n]
 }
 
-func isAligned(bufs [][]byte) bool {
-	for _, b := range bufs {
-		if len(b)%directAlign != 0 || uintptr(unsafe.Pointer(unsafe.SliceData(b)))%directAlign != 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // writeData writes whole data clusters (bufs, back to back) at host offset
-// off: through O_DIRECT when the writer has it, else through the page
-// cache. Staged bytes reach the file at the latest in flushData.
+// off. Staged bytes reach the file at the latest in flushData.
 func (w *Writer) writeData(bufs [][]byte, off int64) error {
 	d := w.direct
-	if d == nil {
+	n := 0
+	for _, b := range bufs {
+		n += len(b)
+	}
+	if d != nil && d.staged > 0 && (n >= directRun || d.stageOff+int64(d.staged) != off) {
+		if err := w.flushData(); err != nil {
+			return err
+		}
+	}
+	if d == nil || n >= directRun {
 		if err := pwritev(w.f, bufs, off); err != nil {
 			return err
 		}
 		w.writeback(off, w.cur*w.g.clusterSize)
 		return nil
-	}
-	n := 0
-	for _, b := range bufs {
-		n += len(b)
-	}
-	if d.staged > 0 && d.stageOff+int64(d.staged) != off {
-		if err := w.flushData(); err != nil {
-			return err
-		}
-	}
-	if d.staged == 0 && n >= directRun && isAligned(bufs) {
-		return w.directWrite(bufs, off)
 	}
 	if d.stage == nil {
 		d.stage = alignedBuf(directRun)
