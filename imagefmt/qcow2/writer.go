@@ -37,8 +37,9 @@ type Cluster struct {
 // the clusters it maps have been passed, a refcount block once the
 // allocation cursor has passed the clusters it counts; the L1 table, the
 // refcount table and the header at Close. Memory stays at a few clusters
-// plus the L1 table however big the image. Data clusters bypass the page
-// cache where the filesystem allows (O_DIRECT, see writer_direct.go).
+// plus the L1 table however big the image. Small runs of data clusters
+// bypass the page cache where the filesystem allows (O_DIRECT, see
+// writer_direct.go).
 //
 // Nothing is ever rewritten, so an interrupted Writer leaves a file without
 // a valid header (cluster 0 is written last): callers remove it, after
