@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -166,6 +167,19 @@ func TestLibvirtModes(t *testing.T) {
 	}
 	for _, p := range points {
 		qemuCheck(t, p.Path("vda.qcow2"))
+	}
+	// The direct-boot kernel and initrd never changed: every point shares
+	// the first point's files.
+	for _, name := range []string{kernelFile, initrdFile} {
+		first, err := os.Stat(points[0].Path(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range points[1:] {
+			if st, err := os.Stat(p.Path(name)); err != nil || !os.SameFile(first, st) {
+				t.Errorf("point %s: %s is not the first point's file (%v)", p.ID, name, err)
+			}
+		}
 	}
 
 	// Prune to the last two: the three points under them are merged in.
