@@ -131,7 +131,11 @@ func TestLibvirtModes(t *testing.T) {
 	}
 
 	g.WaitConsole("vmmount-guest: counter "+strconv.Itoa(c2+2), 30*time.Second)
+	// This one lets libvirt create the scratch file, as it does where a
+	// disk's size cannot be had beforehand.
+	preCreateScratch = false
 	p = backup(&Domain{Name: g.Name, Mode: ModePause})
+	preCreateScratch = true
 	if m := p.Manifest; m.Mode != repo.ModePause || m.Consistency != repo.ConsistencyPaused || m.PauseMS <= 0 || m.Disks[0].Changes != repo.ChangesCheckpoint {
 		t.Errorf("pause: %+v", m)
 	}
