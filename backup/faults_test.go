@@ -260,39 +260,18 @@ func TestLibvirtFaults(t *testing.T) {
 	// the guard starts it again at once.
 	t.Run("kill -9 while shut down", func(t *testing.T) {
 		scratch := t.TempDir()
-		cmd := exec.Command(bin, "backup", "--repo", r.Dir, "--mode", ModeOffline, "--shutdown", "--scratch-dir", scratch, g.Name)
-		var out strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		deadline := time.Now().Add(3 * time.Minute)
-		for {
-			select {
-			case err := <-done:
-				t.Fatalf("vmmount finished before it could be killed (%v):\n%s", err, out.String())
-			default:
-			}
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				t.Fatalf("the VM never shut down:\n%s", out.String())
-			}
-			if st, _ := g.State(); st == libvirt.DomainShutoff {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
-		cmd.Process.Signal(syscall.SIGKILL)
-		<-done
-		deadline = time.Now().Add(60 * time.Second)
+		_, out, _ := killBackupWhen(t, bin, []string{"--repo", r.Dir, "--mode", ModeOffline, "--shutdown", "--scratch-dir", scratch, g.Name},
+			3*time.Minute, "the VM never shut down", func(int) bool {
+				st, _ := g.State()
+				return st == libvirt.DomainShutoff
+			})
+		deadline := time.Now().Add(60 * time.Second)
 		for {
 			if st, _ := g.State(); st == libvirt.DomainRunning {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("the VM was not started again after kill -9:\n%s", out.String())
+				t.Fatalf("the VM was not started again after kill -9:\n%s", out)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -352,7 +331,32 @@ func buildVmmount(t *testing.T) string {
 func killDuring(t *testing.T, bin, repoDir, domain, mode, when string) {
 	t.Helper()
 	scratch := t.TempDir()
-	cmd := exec.Command(bin, "backup", "--repo", repoDir, "--mode", mode, "--scratch-dir", scratch, domain)
+	cmd, out, err := killBackupWhen(t, bin, []string{"--repo", repoDir, "--mode", mode, "--scratch-dir", scratch, domain},
+		60*time.Second, "vmmount never started its job", func(pid int) bool {
+			dirs, _ := filepath.Glob(filepath.Join(scratch, scratchDirPrefix+"*"))
+			if len(dirs) != 1 {
+				return false
+			}
+			b, _ := os.ReadFile(filepath.Join(dirs[0], ownerFile))
+			st, _ := readScratchState(dirs[0])
+			_, sockErr := os.Stat(filepath.Join(dirs[0], socketName))
+			job := sockErr == nil
+			ready := map[string]bool{"frozen": st.Frozen && !job, "copying": job && !st.Frozen, "paused": job && st.Paused}
+			return strings.HasPrefix(string(b), fmt.Sprintf("%d ", pid)) && ready[when]
+		})
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
+		t.Fatalf("vmmount was not killed (%v); it finished:\n%s", err, out)
+	}
+}
+
+// killBackupWhen starts `vmmount backup args...`, polls ready (given the
+// process id) every millisecond, and kills the process with SIGKILL once
+// ready says so. The test fails with never if that takes longer than wait,
+// or if vmmount finishes first. It returns the process, its output and its
+// Wait error.
+func killBackupWhen(t *testing.T, bin string, args []string, wait time.Duration, never string, ready func(pid int) bool) (*exec.Cmd, string, error) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"backup"}, args...)...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -360,9 +364,8 @@ func killDuring(t *testing.T, bin, repoDir, domain, mode, when string) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	owner := fmt.Sprintf("%d ", cmd.Process.Pid)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	deadline := time.Now().Add(wait)
+	for !ready(cmd.Process.Pid) {
 		select {
 		case err := <-done:
 			t.Fatalf("vmmount finished before it could be killed (%v):\n%s", err, out.String())
@@ -370,24 +373,11 @@ func killDuring(t *testing.T, bin, repoDir, domain, mode, when string) {
 		}
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
-			t.Fatalf("vmmount never started its job:\n%s", out.String())
-		}
-		dirs, _ := filepath.Glob(filepath.Join(scratch, scratchDirPrefix+"*"))
-		if len(dirs) == 1 {
-			b, _ := os.ReadFile(filepath.Join(dirs[0], ownerFile))
-			st, _ := readScratchState(dirs[0])
-			_, sockErr := os.Stat(filepath.Join(dirs[0], socketName))
-			job := sockErr == nil
-			ready := map[string]bool{"frozen": st.Frozen && !job, "copying": job && !st.Frozen, "paused": job && st.Paused}
-			if strings.HasPrefix(string(b), owner) && ready[when] {
-				break
-			}
+			t.Fatalf("%s:\n%s", never, out.String())
 		}
 		time.Sleep(time.Millisecond)
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	err := <-done
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
-		t.Fatalf("vmmount was not killed (%v); it finished:\n%s", err, out.String())
-	}
+	return cmd, out.String(), err
 }

@@ -320,7 +320,7 @@ func (s *Domain) backupBegin(ctx context.Context, dir string, d *libvirtxml.Doma
 		// default. The scratch file exists if reuse (createScratch).
 		e := libvirtxml.DomainBackupPullDisk{Name: pd.target, BackupMode: "full", ExportName: pd.target,
 			Driver:  &libvirtxml.DomainBackupDiskDriver{Type: "qcow2"},
-			Scratch: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: filepath.Join(dir, pd.target+".scratch")}}}
+			Scratch: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: scratchPath(dir, pd.target)}}}
 		if pd.incremental != "" {
 			e.BackupMode, e.Incremental = "incremental", pd.incremental
 			e.ExportBitmap = scratchExportPrefix + pd.target
@@ -479,7 +479,7 @@ func (s *Domain) createScratch(ctx context.Context, dir string, disks []*pullDis
 			_, capacity, _, err = l.DomainGetBlockInfo(s.dom, pd.target, 0)
 			return err
 		})
-		p := filepath.Join(dir, pd.target+".scratch")
+		p := scratchPath(dir, pd.target)
 		if err == nil && capacity > 0 {
 			err = qcow2.Create(p, int64(capacity), qcow2.CreateOptions{ClusterSize: blockSize, Scratch: true})
 		}
@@ -493,3 +493,6 @@ func (s *Domain) createScratch(ctx context.Context, dir string, disks []*pullDis
 	}
 	return true
 }
+
+// scratchPath is the scratch file of a disk in the job's directory.
+func scratchPath(dir, target string) string { return filepath.Join(dir, target+".scratch") }

@@ -43,10 +43,10 @@ func parentDamaged(p *repo.Point, err error) error {
 // target.
 type parentHashes map[string]*repo.BlockHashes
 
-// checkParent runs checkPoint on the chosen parent and returns its hash
-// lists.
-func checkParent(r *repo.Repo, p *repo.Point) (parentHashes, error) {
-	hs, err := checkPoint(r, p)
+// checkParent checks the disks of the parent chooseParent returned (which
+// has read its chain already) and returns their hash lists.
+func checkParent(p *repo.Point) (parentHashes, error) {
+	hs, err := checkDisks(p)
 	if err != nil {
 		return nil, parentDamaged(p, err)
 	}
@@ -62,6 +62,11 @@ func checkPoint(r *repo.Repo, p *repo.Point) (parentHashes, error) {
 	if _, err := r.Chain(p); err != nil {
 		return nil, err
 	}
+	return checkDisks(p)
+}
+
+// checkDisks is checkPoint without the chain's manifests.
+func checkDisks(p *repo.Point) (parentHashes, error) {
 	hs := parentHashes{}
 	for _, d := range p.Manifest.Disks {
 		img := p.Path(d.Image)

@@ -67,7 +67,7 @@ func Run(ctx context.Context, r *repo.Repo, src Source, opts Options) (res *Resu
 	go func() {
 		defer close(checked)
 		if parent != nil {
-			pc.hs, pc.err = checkParent(r, parent)
+			pc.hs, pc.err = checkParent(parent)
 		}
 	}()
 	req.Ready = func() error { <-checked; return pc.err }
